@@ -1,0 +1,660 @@
+//! `config.rs` turns `burrow.toml`, the environment and the command line
+//! into one validated [`Config`]. It owns every default and every rule about
+//! what a setting may hold; it does not open files other than the config
+//! file, bind sockets or look at component contents.
+//!
+//! Precedence, lowest first: built-in defaults, `burrow.toml`, environment,
+//! flags. The environment accepts the names the Django deployment used
+//! (`DJANGO_DEBUG`, `DJANGO_SECRET_KEY`) unchanged, so the same `.env` file
+//! keeps working. Every invalid value is an error that names the setting,
+//! what it held and the form it must take.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// Where the HTTP listener binds unless told otherwise (the port Django's
+/// `runserver 0.0.0.0:8000` used).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8000";
+/// Linear memory one request's guest instance may grow to.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 64 * MIB;
+/// Wall-clock time a guest has to produce its whole response.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+/// Largest request body handed to a guest; larger ones get 413.
+pub const DEFAULT_MAX_BODY: u64 = 16 * MIB;
+/// Requests served at once; one more gets 503 with `Retry-After`.
+pub const DEFAULT_MAX_REQUESTS: usize = 256;
+/// Time a client has to send its request head.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time in-flight requests get to finish after SIGTERM/SIGINT.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// The config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "burrow.toml";
+
+const MIB: u64 = 1024 * 1024;
+
+/// The whole validated configuration, built once at start-up and passed down.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the public HTTP listener (`BURROW_LISTEN`).
+    pub listen: SocketAddr,
+    /// Debug mode (`DJANGO_DEBUG`): error responses carry details.
+    pub debug: bool,
+    /// The application's signing key (`DJANGO_SECRET_KEY`), handed to guests.
+    pub secret_key: Option<Secret>,
+    /// Where compiled components are cached (`BURROW_CACHE_DIR`); `None`
+    /// compiles at every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Server-wide limits.
+    pub limits: Limits,
+    /// Path prefixes and the components that serve them.
+    pub routes: Vec<RouteConfig>,
+    /// Application settings handed to guests through `wasi:config/store`.
+    pub app: BTreeMap<String, String>,
+}
+
+/// Limits that apply to the listener as a whole.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Requests in flight at once.
+    pub max_requests: usize,
+    /// Time allowed to receive a request head.
+    pub header_timeout: Duration,
+    /// Time in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// One entry of the route table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    /// Short name used in logs and (later) the admin API.
+    pub name: String,
+    /// Path prefix, always starting with `/`, matched on segment boundaries.
+    pub prefix: String,
+    /// The component file.
+    pub component: PathBuf,
+    /// Linear-memory cap for one request.
+    pub memory_limit: u64,
+    /// Wall-clock deadline for one request.
+    pub deadline: Duration,
+    /// Largest accepted request body.
+    pub max_body: u64,
+}
+
+/// A value that must never be printed: `Debug` and `Display` redact it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that hands it on.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// What the command line contributes; flags win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config FILE`.
+    pub config_file: Option<PathBuf>,
+    /// `--listen ADDR`.
+    pub listen: Option<String>,
+    /// Repeatable `--route PREFIX=FILE.wasm`.
+    pub routes: Vec<String>,
+}
+
+/// `burrow.toml` as written; every field optional so that defaults and the
+/// environment can fill in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    debug: Option<bool>,
+    cache_dir: Option<PathBuf>,
+    limits: Option<FileLimits>,
+    #[serde(default, rename = "route")]
+    routes: Vec<FileRoute>,
+    #[serde(default)]
+    app: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_requests: Option<usize>,
+    header_timeout: Option<String>,
+    shutdown_grace: Option<String>,
+    memory: Option<String>,
+    deadline: Option<String>,
+    max_body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    name: Option<String>,
+    prefix: String,
+    component: PathBuf,
+    memory: Option<String>,
+    deadline: Option<String>,
+    max_body: Option<String>,
+}
+
+/// A source of environment variables; a map in tests, the process otherwise.
+pub trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl Env for BTreeMap<&str, &str> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).map(|v| v.to_string())
+    }
+}
+
+impl Config {
+    /// Loads and validates the configuration. Nothing is bound or compiled.
+    pub fn load(overrides: &Overrides, env: &impl Env) -> Result<Config> {
+        let (file, base_dir) = match &overrides.config_file {
+            Some(path) => (read_file(path)?, parent_dir(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => (
+                read_file(Path::new(DEFAULT_CONFIG_FILE))?,
+                PathBuf::from("."),
+            ),
+            None => (FileConfig::default(), PathBuf::from(".")),
+        };
+        Self::build(file, &base_dir, overrides, env)
+    }
+
+    /// Parses a config file's text; `base_dir` anchors its relative paths.
+    pub fn from_toml(
+        text: &str,
+        base_dir: &Path,
+        overrides: &Overrides,
+        env: &impl Env,
+    ) -> Result<Config> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Self::build(file, base_dir, overrides, env)
+    }
+
+    fn build(
+        file: FileConfig,
+        base_dir: &Path,
+        overrides: &Overrides,
+        env: &impl Env,
+    ) -> Result<Config> {
+        let listen_text = overrides
+            .listen
+            .clone()
+            .or_else(|| env.var("BURROW_LISTEN"))
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+            anyhow::anyhow!(
+                "listen address `{listen_text}` is not valid: expected IP:PORT, \
+                 e.g. `0.0.0.0:8000` (set by --listen, BURROW_LISTEN or `listen` in burrow.toml)"
+            )
+        })?;
+
+        let debug = match env.var("DJANGO_DEBUG") {
+            Some(text) => parse_bool("DJANGO_DEBUG", &text)?,
+            None => file.debug.unwrap_or(false),
+        };
+        let secret_key = env
+            .var("DJANGO_SECRET_KEY")
+            .filter(|s| !s.is_empty())
+            .map(Secret::new);
+        let cache_dir = env
+            .var("BURROW_CACHE_DIR")
+            .map(PathBuf::from)
+            .or(file.cache_dir.map(|p| base_dir.join(p)))
+            .or_else(|| default_cache_dir(env));
+
+        let file_limits = file.limits.unwrap_or_default();
+        let limits = Limits {
+            max_requests: match env.var("BURROW_MAX_REQUESTS") {
+                Some(text) => text.trim().parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "BURROW_MAX_REQUESTS `{text}` is not valid: expected a whole number, e.g. 256"
+                    )
+                })?,
+                None => file_limits.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS),
+            },
+            header_timeout: opt_duration("limits.header_timeout", &file_limits.header_timeout)?
+                .unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            shutdown_grace: opt_duration("limits.shutdown_grace", &file_limits.shutdown_grace)?
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        };
+        if limits.max_requests == 0 {
+            bail!("limits.max_requests must be at least 1");
+        }
+        let default_memory =
+            opt_size("limits.memory", &file_limits.memory)?.unwrap_or(DEFAULT_MEMORY_LIMIT);
+        let default_deadline =
+            opt_duration("limits.deadline", &file_limits.deadline)?.unwrap_or(DEFAULT_DEADLINE);
+        let default_max_body =
+            opt_size("limits.max_body", &file_limits.max_body)?.unwrap_or(DEFAULT_MAX_BODY);
+
+        let mut routes = Vec::new();
+        for (i, r) in file.routes.into_iter().enumerate() {
+            let key = format!("route[{i}]");
+            let prefix = normalize_prefix(&format!("{key}.prefix"), &r.prefix)?;
+            let component = base_dir.join(&r.component);
+            routes.push(RouteConfig {
+                name: match r.name {
+                    Some(name) => validate_name(&format!("{key}.name"), &name)?,
+                    None => name_from_file(&component),
+                },
+                prefix,
+                component,
+                memory_limit: opt_size(&format!("{key}.memory"), &r.memory)?
+                    .unwrap_or(default_memory),
+                deadline: opt_duration(&format!("{key}.deadline"), &r.deadline)?
+                    .unwrap_or(default_deadline),
+                max_body: opt_size(&format!("{key}.max_body"), &r.max_body)?
+                    .unwrap_or(default_max_body),
+            });
+        }
+        for flag in &overrides.routes {
+            let (prefix, file) = flag.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--route `{flag}` is not valid: expected PREFIX=FILE.wasm, e.g. `/=app.wasm`"
+                )
+            })?;
+            let prefix = normalize_prefix("--route", prefix)?;
+            if file.is_empty() {
+                bail!("--route `{flag}` names no component file: expected PREFIX=FILE.wasm");
+            }
+            let component = PathBuf::from(file);
+            let route = RouteConfig {
+                name: name_from_file(&component),
+                prefix,
+                component,
+                memory_limit: default_memory,
+                deadline: default_deadline,
+                max_body: default_max_body,
+            };
+            // A flag replaces a file route with the same prefix.
+            routes.retain(|r| r.prefix != route.prefix);
+            routes.push(route);
+        }
+        check_unique(&routes)?;
+
+        let mut app = BTreeMap::new();
+        for (key, value) in file.app {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => bail!(
+                    "app.{key} is a {}: app settings must be strings, numbers or booleans",
+                    other.type_str()
+                ),
+            };
+            app.insert(key, text);
+        }
+
+        Ok(Config {
+            listen,
+            debug,
+            secret_key,
+            cache_dir,
+            limits,
+            routes,
+            app,
+        })
+    }
+
+    /// The largest memory cap of any route, which sizes the engine's pool.
+    pub fn max_memory_limit(&self) -> u64 {
+        self.routes
+            .iter()
+            .map(|r| r.memory_limit)
+            .max()
+            .unwrap_or(DEFAULT_MEMORY_LIMIT)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file `{}`", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file `{}`: {e}", path.display()))
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn default_cache_dir(env: &impl Env) -> Option<PathBuf> {
+    if let Some(xdg) = env.var("XDG_CACHE_HOME").filter(|s| !s.is_empty()) {
+        return Some(PathBuf::from(xdg).join("burrow"));
+    }
+    env.var("HOME")
+        .filter(|s| !s.is_empty())
+        .map(|home| PathBuf::from(home).join(".cache").join("burrow"))
+}
+
+fn check_unique(routes: &[RouteConfig]) -> Result<()> {
+    for (i, a) in routes.iter().enumerate() {
+        for b in &routes[i + 1..] {
+            if a.prefix == b.prefix {
+                bail!(
+                    "two routes share the prefix `{}` (`{}` and `{}`): each prefix may appear once",
+                    a.prefix,
+                    a.name,
+                    b.name
+                );
+            }
+            if a.name == b.name {
+                bail!(
+                    "two routes share the name `{}` (prefixes `{}` and `{}`): give one a distinct `name`",
+                    a.name,
+                    a.prefix,
+                    b.prefix
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Route names appear in logs and URLs: keep them to a safe alphabet.
+fn validate_name(key: &str, name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        bail!(
+            "{key} `{name}` is not valid: use 1 to 64 letters, digits, `-`, `_` or `.`, e.g. `api`"
+        );
+    }
+    Ok(name.to_string())
+}
+
+fn name_from_file(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if cleaned.is_empty() {
+        "route".to_string()
+    } else {
+        cleaned
+    }
+}
+
+/// A prefix is a path: `/`, `/api`, `/api/v1`. A trailing slash is dropped
+/// (`/api/` serves `/api` and below) so that matching is on whole segments.
+pub fn normalize_prefix(key: &str, prefix: &str) -> Result<String> {
+    if !prefix.starts_with('/') {
+        bail!("{key} `{prefix}` is not valid: a route prefix starts with `/`, e.g. `/api`");
+    }
+    if prefix.contains(['?', '#', ' ']) || prefix.contains("//") {
+        bail!("{key} `{prefix}` is not valid: a route prefix is a plain path such as `/api/v1`");
+    }
+    let trimmed = prefix.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    })
+}
+
+/// Accepts what Django settings files commonly accept for a boolean.
+pub fn parse_bool(key: &str, text: &str) -> Result<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => {
+            bail!("{key} `{text}` is not valid: expected true or false (also 1/0, yes/no, on/off)")
+        }
+    }
+}
+
+fn opt_duration(key: &str, text: &Option<String>) -> Result<Option<Duration>> {
+    text.as_deref().map(|t| parse_duration(key, t)).transpose()
+}
+
+fn opt_size(key: &str, text: &Option<String>) -> Result<Option<u64>> {
+    text.as_deref().map(|t| parse_size(key, t)).transpose()
+}
+
+/// `"250ms"`, `"30s"`, `"2m"`: a whole number and a unit.
+pub fn parse_duration(key: &str, text: &str) -> Result<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad_duration(key, text))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" | "min" => {
+            Duration::from_secs(n.checked_mul(60).ok_or_else(|| bad_duration(key, text))?)
+        }
+        _ => return Err(bad_duration(key, text)),
+    };
+    if d.is_zero() {
+        bail!("{key} `{text}` must be greater than zero");
+    }
+    Ok(d)
+}
+
+fn bad_duration(key: &str, text: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{key} `{text}` is not valid: expected a whole number with a unit ms, s or m, e.g. `30s`"
+    )
+}
+
+/// `"64MiB"`, `"512KiB"`, `"1GiB"`, or plain bytes.
+pub fn parse_size(key: &str, text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad_size(key, text))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1024,
+        "MiB" | "M" | "MB" => MIB,
+        "GiB" | "G" | "GB" => 1024 * MIB,
+        _ => return Err(bad_size(key, text)),
+    };
+    let size = n.checked_mul(mult).ok_or_else(|| bad_size(key, text))?;
+    if size == 0 {
+        bail!("{key} `{text}` must be greater than zero");
+    }
+    Ok(size)
+}
+
+fn bad_size(key: &str, text: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{key} `{text}` is not valid: expected a size such as `64MiB`, `512KiB` or a number of bytes"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> BTreeMap<&'static str, &'static str> {
+        pairs.iter().copied().collect()
+    }
+
+    fn load(toml: &str, flags: &[&str], pairs: &[(&'static str, &'static str)]) -> Result<Config> {
+        let overrides = Overrides {
+            routes: flags.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        Config::from_toml(toml, Path::new("/srv"), &overrides, &env(pairs))
+    }
+
+    fn err(toml: &str, flags: &[&str], pairs: &[(&'static str, &'static str)]) -> String {
+        format!("{:#}", load(toml, flags, pairs).unwrap_err())
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let c = load("", &[], &[("HOME", "/home/u")]).unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert!(!c.debug);
+        assert!(c.routes.is_empty());
+        assert_eq!(c.cache_dir, Some(PathBuf::from("/home/u/.cache/burrow")));
+        assert_eq!(c.limits.max_requests, DEFAULT_MAX_REQUESTS);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let toml = r#"
+            listen = "127.0.0.1:9000"
+            debug = true
+            [limits]
+            memory = "32MiB"
+            deadline = "5s"
+            [[route]]
+            name = "api"
+            prefix = "/api/"
+            component = "api.wasm"
+            deadline = "2s"
+            [[route]]
+            prefix = "/"
+            component = "site.wasm"
+            [app]
+            greeting = "hi"
+            page_size = 20
+        "#;
+        let c = load(
+            toml,
+            &["/api=other.wasm"],
+            &[
+                ("BURROW_LISTEN", "127.0.0.1:7000"),
+                ("DJANGO_DEBUG", "False"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert!(!c.debug, "DJANGO_DEBUG=False overrides the file");
+        assert_eq!(c.routes.len(), 2);
+        let site = c.routes.iter().find(|r| r.prefix == "/").unwrap();
+        assert_eq!(site.component, PathBuf::from("/srv/site.wasm"));
+        assert_eq!(site.memory_limit, 32 * MIB);
+        assert_eq!(site.deadline, Duration::from_secs(5));
+        assert_eq!(site.name, "site");
+        let api = c.routes.iter().find(|r| r.prefix == "/api").unwrap();
+        assert_eq!(
+            api.component,
+            PathBuf::from("other.wasm"),
+            "flag replaces file route"
+        );
+        assert_eq!(c.app.get("page_size").map(String::as_str), Some("20"));
+    }
+
+    #[test]
+    fn secret_is_redacted_in_debug_output() {
+        let c = load("", &[], &[("DJANGO_SECRET_KEY", "hunter2-very-secret")]).unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert_eq!(c.secret_key.unwrap().expose(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_the_form() {
+        let e = err("", &[], &[("DJANGO_DEBUG", "maybe")]);
+        assert!(
+            e.contains("DJANGO_DEBUG") && e.contains("true or false"),
+            "{e}"
+        );
+        let e = err("", &[], &[("BURROW_LISTEN", "8000")]);
+        assert!(e.contains("8000") && e.contains("IP:PORT"), "{e}");
+        let e = err("", &["api.wasm"], &[]);
+        assert!(e.contains("PREFIX=FILE.wasm"), "{e}");
+        let e = err("", &["api=x.wasm"], &[]);
+        assert!(e.contains("starts with `/`"), "{e}");
+        let e = err("[limits]\nmemory = \"lots\"", &[], &[]);
+        assert!(e.contains("limits.memory") && e.contains("64MiB"), "{e}");
+        let e = err(
+            "[[route]]\nprefix = \"/\"\ncomponent = \"a.wasm\"\ndeadline = \"10 parsecs\"",
+            &[],
+            &[],
+        );
+        assert!(e.contains("route[0].deadline") && e.contains("30s"), "{e}");
+        let e = err("listen = 5", &[], &[]);
+        assert!(e.contains("listen"), "{e}");
+        let e = err("lisen = \"0.0.0.0:1\"", &[], &[]);
+        assert!(e.contains("lisen"), "unknown keys are named: {e}");
+        let c = load("", &["/=a.wasm", "/=b.wasm"], &[]).unwrap();
+        assert_eq!(c.routes.len(), 1, "a later flag replaces an earlier one");
+        assert_eq!(c.routes[0].component, PathBuf::from("b.wasm"));
+        let e = err(
+            "[[route]]\nprefix=\"/a\"\ncomponent=\"x.wasm\"\n[[route]]\nprefix=\"/b\"\ncomponent=\"x.wasm\"",
+            &[],
+            &[],
+        );
+        assert!(e.contains("share the name `x`"), "{e}");
+    }
+
+    #[test]
+    fn prefixes_are_normalised() {
+        assert_eq!(normalize_prefix("k", "/").unwrap(), "/");
+        assert_eq!(normalize_prefix("k", "/api/").unwrap(), "/api");
+        assert!(
+            normalize_prefix("k", "///")
+                .unwrap_err()
+                .to_string()
+                .contains("plain path")
+        );
+        assert!(normalize_prefix("k", "/a?b").is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("k", "64MiB").unwrap(), 64 * MIB);
+        assert_eq!(parse_size("k", "1024").unwrap(), 1024);
+        assert!(parse_size("k", "0").is_err());
+        assert!(parse_size("k", "99999999999999GiB").is_err());
+        assert_eq!(
+            parse_duration("k", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(parse_duration("k", "2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("k", "-1s").is_err());
+        assert!(parse_duration("k", "s").is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! The `burrow` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use burrow::config::{Config, Overrides, ProcessEnv};
+
+/// Serve a backend's handlers as sandboxed WebAssembly components.
+#[derive(Parser)]
+#[command(name = "burrow", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// `burrow` alone is `burrow serve`.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP on BURROW_LISTEN (default 0.0.0.0:8000) — the default.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// Config file (default: ./burrow.toml if it exists).
+    #[arg(long, short, value_name = "FILE", env = "BURROW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:8000 (overrides BURROW_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Serve paths under PREFIX with the component in FILE; repeatable.
+    #[arg(long = "route", value_name = "PREFIX=FILE.wasm")]
+    routes: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let overrides = Overrides {
+        config_file: args.config,
+        listen: args.listen,
+        routes: args.routes,
+    };
+    let result = Config::load(&overrides, &ProcessEnv).and_then(|config| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(burrow::serve::serve(config))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Readable lines on stderr; `BURROW_LOG` (or `RUST_LOG`) sets the filter.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BURROW_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,0 +1,76 @@
+//! `serve.rs` is `burrow serve`: it builds the long-lived parts once, in
+//! order (runtime → components → listener), and runs the server until
+//! SIGTERM or SIGINT. A failure at any step stops start-up before the
+//! listener accepts anything.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use tokio::net::TcpListener;
+use wasmtime_wasi_config::WasiConfigVariables;
+
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::server::Server;
+
+/// Runs the server described by `config` until a shutdown signal.
+pub async fn serve(config: Config) -> Result<()> {
+    if config.routes.is_empty() {
+        bail!(
+            "no routes are configured: pass `--route /=app.wasm` or add a [[route]] \
+             with `prefix` and `component` to burrow.toml"
+        );
+    }
+    let runtime = Arc::new(Runtime::new(
+        config.limits.max_requests,
+        config.max_memory_limit(),
+        config.cache_dir.clone(),
+        guest_settings(&config),
+    )?);
+    let registry = Arc::new(Registry::load(&runtime, &config.routes).await?);
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on `{}` (is another server using the port? set BURROW_LISTEN or --listen)",
+            config.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    tracing::info!("burrow listening on http://{addr}");
+
+    let server = Server::new(registry, runtime, config.limits.clone(), config.debug);
+    server.run(listener, shutdown_signal()).await;
+    tracing::info!("burrow stopped");
+    Ok(())
+}
+
+/// What guests read through `wasi:config/store`.
+fn guest_settings(config: &Config) -> WasiConfigVariables {
+    let mut vars = WasiConfigVariables::new();
+    for (key, value) in &config.app {
+        vars.insert(key, value);
+    }
+    vars.insert("debug", if config.debug { "true" } else { "false" });
+    if let Some(secret) = &config.secret_key {
+        vars.insert("secret_key", secret.expose());
+    }
+    vars
+}
+
+/// Resolves on the first SIGTERM (what `docker stop` sends) or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C will stop the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
