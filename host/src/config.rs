@@ -36,6 +36,25 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "burrow.toml";
 
+/// SSH port when `SSH_PORT` is not set.
+pub const DEFAULT_SSH_PORT: u16 = 22;
+/// Key files tried, in order, when `SSH_KEY` is not set.
+pub const DEFAULT_SSH_KEYS: [&str; 3] = [
+    "ssh_keys/dock_key",
+    "ssh_keys/id_ed25519",
+    "ssh_keys/id_rsa",
+];
+/// known_hosts used when `SSH_KNOWN_HOSTS` is not set.
+pub const DEFAULT_KNOWN_HOSTS: &str = "ssh_keys/known_hosts";
+/// Keepalive probe interval and how many may go unanswered (OpenSSH's
+/// ServerAliveInterval / ServerAliveCountMax).
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+pub const DEFAULT_KEEPALIVE_MAX: usize = 3;
+/// Time to reach the bastion and finish the SSH handshake and login.
+pub const DEFAULT_SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time for the bastion to open one forwarded channel.
+pub const DEFAULT_CHANNEL_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 const MIB: u64 = 1024 * 1024;
 
 /// The whole validated configuration, built once at start-up and passed down.
@@ -56,6 +75,80 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Application settings handed to guests through `wasi:config/store`.
     pub app: BTreeMap<String, String>,
+    /// The SSH tunnel to the database; `None` when `SSH_HOST` is not set.
+    pub tunnel: Option<TunnelConfig>,
+}
+
+/// The SSH tunnel: like `ssh -N -L forward user@host -p port`.
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    /// The bastion (`SSH_HOST`).
+    pub host: String,
+    /// Its SSH port (`SSH_PORT`).
+    pub port: u16,
+    /// Login name on the bastion (`SSH_USER`).
+    pub user: String,
+    /// Private key file (`SSH_KEY`); `None` when only the agent is used.
+    pub key: Option<PathBuf>,
+    /// Passphrase of an encrypted key (`SSH_KEY_PASSPHRASE` or `_FILE`).
+    pub passphrase: Option<Secret>,
+    /// Use the ssh-agent at `SSH_AUTH_SOCK` too.
+    pub agent: Option<PathBuf>,
+    /// The known_hosts file (`SSH_KNOWN_HOSTS`).
+    pub known_hosts: PathBuf,
+    /// What to do about a bastion not in known_hosts.
+    pub host_key_policy: HostKeyPolicy,
+    /// The forward (`SSH_FORWARD`).
+    pub forward: Forward,
+    /// Keepalive probe interval (`SSH_KEEPALIVE_INTERVAL`).
+    pub keepalive_interval: Duration,
+    /// Unanswered probes before the session is declared dead (`SSH_KEEPALIVE_MAX`).
+    pub keepalive_max: usize,
+    /// Time to connect and log in.
+    pub connect_timeout: Duration,
+    /// Time to open one forwarded channel.
+    pub channel_open_timeout: Duration,
+}
+
+/// `[bind_address:]port:host:hostport`, as `ssh -L` takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// Local address to listen on (default 127.0.0.1).
+    pub bind: std::net::IpAddr,
+    /// Local port; 0 picks a free one.
+    pub port: u16,
+    /// Target host, resolved by the bastion, never locally.
+    pub target_host: String,
+    /// Target port.
+    pub target_port: u16,
+}
+
+impl Forward {
+    pub fn local_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+}
+
+impl fmt::Display for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} → {}:{}",
+            self.local_addr(),
+            self.target_host,
+            self.target_port
+        )
+    }
+}
+
+/// OpenSSH's `StrictHostKeyChecking`: `yes` (the default) or `accept-new`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// The bastion's key must already be in known_hosts.
+    Strict,
+    /// An unknown bastion's key is recorded on first connect (development
+    /// only); a changed key is still refused.
+    AcceptNew,
 }
 
 /// Limits that apply to the listener as a whole.
@@ -130,6 +223,24 @@ struct FileConfig {
     routes: Vec<FileRoute>,
     #[serde(default)]
     app: BTreeMap<String, toml::Value>,
+    tunnel: Option<FileTunnel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTunnel {
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    key: Option<PathBuf>,
+    key_passphrase_file: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    strict_host_key_checking: Option<String>,
+    forward: Option<String>,
+    keepalive_interval: Option<String>,
+    keepalive_max: Option<usize>,
+    connect_timeout: Option<String>,
+    channel_open_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,6 +428,8 @@ impl Config {
             app.insert(key, text);
         }
 
+        let tunnel = tunnel_config(file.tunnel.unwrap_or_default(), base_dir, env)?;
+
         Ok(Config {
             listen,
             debug,
@@ -325,6 +438,7 @@ impl Config {
             limits,
             routes,
             app,
+            tunnel,
         })
     }
 
@@ -336,6 +450,201 @@ impl Config {
             .max()
             .unwrap_or(DEFAULT_MEMORY_LIMIT)
     }
+}
+
+fn tunnel_config(
+    file: FileTunnel,
+    base_dir: &Path,
+    env: &impl Env,
+) -> Result<Option<TunnelConfig>> {
+    let Some(host) = env
+        .var("SSH_HOST")
+        .or(file.host)
+        .filter(|h| !h.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let host = host.trim().to_string();
+    let port = match env.var("SSH_PORT") {
+        Some(text) => parse_port("SSH_PORT", &text, false)?,
+        None => file.port.unwrap_or(DEFAULT_SSH_PORT),
+    };
+    let user = env
+        .var("SSH_USER")
+        .or(file.user)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("SSH_USER is not set: the tunnel to `{host}` needs a login name, e.g. SSH_USER=deploy")
+        })?;
+    let forward_text = env.var("SSH_FORWARD").or(file.forward).ok_or_else(|| {
+        anyhow::anyhow!(
+            "SSH_FORWARD is not set: the tunnel to `{host}` needs a forward in `ssh -L` form, \
+             e.g. SSH_FORWARD=3307:sql.example.edu:3306"
+        )
+    })?;
+    let forward = parse_forward("SSH_FORWARD", &forward_text)?;
+
+    let agent = env
+        .var("SSH_AUTH_SOCK")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
+    let key = match env
+        .var("SSH_KEY")
+        .or(file.key.map(|k| base_dir.join(k).display().to_string()))
+    {
+        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+        _ => DEFAULT_SSH_KEYS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
+    };
+    if key.is_none() && agent.is_none() {
+        bail!(
+            "no SSH key for the tunnel: set SSH_KEY to a private key file, put one at {} \
+             (the first that exists is used), or run an ssh-agent (SSH_AUTH_SOCK)",
+            DEFAULT_SSH_KEYS.join(", ")
+        );
+    }
+    let passphrase = match (
+        env.var("SSH_KEY_PASSPHRASE"),
+        env.var("SSH_KEY_PASSPHRASE_FILE"),
+    ) {
+        (Some(p), _) if !p.is_empty() => Some(Secret::new(p)),
+        (_, Some(path)) if !path.is_empty() => Some(read_secret_file(
+            "SSH_KEY_PASSPHRASE_FILE",
+            Path::new(&path),
+        )?),
+        _ => match file.key_passphrase_file {
+            Some(path) => Some(read_secret_file(
+                "tunnel.key_passphrase_file",
+                &base_dir.join(path),
+            )?),
+            None => None,
+        },
+    };
+    let known_hosts = env
+        .var("SSH_KNOWN_HOSTS")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or(file.known_hosts.map(|p| base_dir.join(p)))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KNOWN_HOSTS));
+    let policy_text = env
+        .var("SSH_STRICT_HOST_KEY_CHECKING")
+        .or(file.strict_host_key_checking)
+        .unwrap_or_else(|| "yes".into());
+    let host_key_policy = match policy_text.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "strict" => HostKeyPolicy::Strict,
+        "accept-new" => HostKeyPolicy::AcceptNew,
+        _ => bail!(
+            "SSH_STRICT_HOST_KEY_CHECKING `{policy_text}` is not valid: expected `yes` (the default) \
+             or `accept-new` (record an unknown bastion's key on first connect; for development)"
+        ),
+    };
+    let keepalive_interval = match env.var("SSH_KEEPALIVE_INTERVAL") {
+        Some(t) => parse_duration("SSH_KEEPALIVE_INTERVAL", &t)?,
+        None => opt_duration("tunnel.keepalive_interval", &file.keepalive_interval)?
+            .unwrap_or(DEFAULT_KEEPALIVE_INTERVAL),
+    };
+    let keepalive_max = match env.var("SSH_KEEPALIVE_MAX") {
+        Some(t) => t.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            anyhow::anyhow!("SSH_KEEPALIVE_MAX `{t}` is not valid: expected a whole number of at least 1, e.g. 3")
+        })?,
+        None => file.keepalive_max.unwrap_or(DEFAULT_KEEPALIVE_MAX).max(1),
+    };
+    Ok(Some(TunnelConfig {
+        host,
+        port,
+        user,
+        key,
+        passphrase,
+        agent,
+        known_hosts,
+        host_key_policy,
+        forward,
+        keepalive_interval,
+        keepalive_max,
+        connect_timeout: opt_duration("tunnel.connect_timeout", &file.connect_timeout)?
+            .unwrap_or(DEFAULT_SSH_CONNECT_TIMEOUT),
+        channel_open_timeout: opt_duration(
+            "tunnel.channel_open_timeout",
+            &file.channel_open_timeout,
+        )?
+        .unwrap_or(DEFAULT_CHANNEL_OPEN_TIMEOUT),
+    }))
+}
+
+fn read_secret_file(key: &str, path: &Path) -> Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{key}: cannot read `{}`", path.display()))?;
+    Ok(Secret::new(text.trim_end_matches(['\n', '\r'])))
+}
+
+fn parse_port(key: &str, text: &str, zero_ok: bool) -> Result<u16> {
+    match text.trim().parse::<u16>() {
+        Ok(0) if !zero_ok => bail!("{key} `{text}` is not valid: a port is 1 to 65535"),
+        Ok(port) => Ok(port),
+        Err(_) => bail!("{key} `{text}` is not valid: a port is a number from 1 to 65535"),
+    }
+}
+
+/// Parses `[bind_address:]port:host:hostport` like `ssh -L`; IPv6
+/// addresses go in brackets (`[::1]:3307:[fd00::5]:3306`).
+pub fn parse_forward(key: &str, text: &str) -> Result<Forward> {
+    let bad = || {
+        anyhow::anyhow!(
+            "{key} `{text}` is not valid: expected [bind_address:]port:host:hostport, \
+             e.g. `3307:sql.example.edu:3306` or `127.0.0.1:3307:sql.example.edu:3306`"
+        )
+    };
+    let mut parts = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        if let Some(inner) = rest.strip_prefix('[') {
+            let end = inner.find(']').ok_or_else(bad)?;
+            parts.push(&inner[..end]);
+            rest = &inner[end + 1..];
+            if !rest.is_empty() {
+                rest = rest.strip_prefix(':').ok_or_else(bad)?;
+            }
+        } else {
+            match rest.find(':') {
+                Some(i) => {
+                    parts.push(&rest[..i]);
+                    rest = &rest[i + 1..];
+                    if rest.is_empty() {
+                        return Err(bad());
+                    }
+                }
+                None => {
+                    parts.push(rest);
+                    rest = "";
+                }
+            }
+        }
+    }
+    let (bind, port, host, host_port) = match parts.as_slice() {
+        [port, host, host_port] => ("127.0.0.1", *port, *host, *host_port),
+        [bind, port, host, host_port] => (*bind, *port, *host, *host_port),
+        _ => return Err(bad()),
+    };
+    let bind = match bind {
+        "" | "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
+        "*" => std::net::IpAddr::from([0, 0, 0, 0]),
+        other => other.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{key} `{text}`: bind address `{other}` must be an IP address such as 127.0.0.1"
+            )
+        })?,
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    Ok(Forward {
+        bind,
+        port: parse_port(key, port, true).map_err(|_| bad())?,
+        target_host: host.to_string(),
+        target_port: parse_port(key, host_port, false).map_err(|_| bad())?,
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -641,6 +950,116 @@ mod tests {
                 .contains("plain path")
         );
         assert!(normalize_prefix("k", "/a?b").is_err());
+    }
+
+    #[test]
+    fn tunnel_settings_from_the_seed_environment() {
+        let c = load(
+            "",
+            &[],
+            &[
+                ("SSH_HOST", "bastion.example.edu"),
+                ("SSH_USER", "deploy"),
+                ("SSH_KEY", "/keys/id"),
+                ("SSH_FORWARD", "3307:sql.example.edu:3306"),
+                ("SSH_KEY_PASSPHRASE", "pass-phrase-9"),
+            ],
+        )
+        .unwrap();
+        let t = c.tunnel.unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_str()),
+            ("bastion.example.edu", 22, "deploy")
+        );
+        assert_eq!(t.key, Some(PathBuf::from("/keys/id")));
+        assert_eq!(t.forward.local_addr(), "127.0.0.1:3307".parse().unwrap());
+        assert_eq!(t.forward.target_host, "sql.example.edu");
+        assert_eq!(t.host_key_policy, HostKeyPolicy::Strict);
+        assert!(!format!("{t:?}").contains("pass-phrase-9"));
+        assert!(
+            load("", &[], &[]).unwrap().tunnel.is_none(),
+            "no SSH_HOST, no tunnel"
+        );
+    }
+
+    #[test]
+    fn tunnel_errors_say_what_to_set() {
+        let base = [("SSH_HOST", "b"), ("SSH_KEY", "/k")];
+        let e = err("", &[], &[base[0], base[1], ("SSH_FORWARD", "1:h:2")]);
+        assert!(e.contains("SSH_USER"), "{e}");
+        let e = err("", &[], &[base[0], base[1], ("SSH_USER", "u")]);
+        assert!(
+            e.contains("SSH_FORWARD") && e.contains("3307:sql.example.edu:3306"),
+            "{e}"
+        );
+        let e = err(
+            "",
+            &[],
+            &[base[0], ("SSH_USER", "u"), ("SSH_FORWARD", "1:h:2")],
+        );
+        assert!(e.contains("no SSH key") && e.contains("SSH_KEY"), "{e}");
+        let e = err(
+            "",
+            &[],
+            &[
+                base[0],
+                base[1],
+                ("SSH_USER", "u"),
+                ("SSH_FORWARD", "1:h:2"),
+                ("SSH_PORT", "0"),
+            ],
+        );
+        assert!(e.contains("SSH_PORT"), "{e}");
+        let e = err(
+            "",
+            &[],
+            &[
+                base[0],
+                base[1],
+                ("SSH_USER", "u"),
+                ("SSH_FORWARD", "1:h:2"),
+                ("SSH_STRICT_HOST_KEY_CHECKING", "no"),
+            ],
+        );
+        assert!(e.contains("accept-new"), "{e}");
+    }
+
+    #[test]
+    fn forwards_parse_like_ssh_dash_l() {
+        let f = parse_forward("k", "3307:sql.example.edu:3306").unwrap();
+        assert_eq!(
+            (
+                f.bind.to_string().as_str(),
+                f.port,
+                f.target_host.as_str(),
+                f.target_port
+            ),
+            ("127.0.0.1", 3307, "sql.example.edu", 3306)
+        );
+        let f = parse_forward("k", "0.0.0.0:3307:db:3306").unwrap();
+        assert_eq!(f.bind.to_string(), "0.0.0.0");
+        let f = parse_forward("k", "[::1]:3307:[fd00::5]:3306").unwrap();
+        assert_eq!(
+            (f.bind.to_string().as_str(), f.target_host.as_str()),
+            ("::1", "fd00::5")
+        );
+        let f = parse_forward("k", "0:localhost:22").unwrap();
+        assert_eq!(f.port, 0);
+        for bad in [
+            "",
+            "3307",
+            "3307:db",
+            "x:db:3306",
+            "3307:db:0",
+            "3307:db:70000",
+            "a:b:c:d:e",
+            "3307::3306",
+            "db.host:3307:x:1",
+            "3307:db:3306:",
+        ] {
+            let e = parse_forward("SSH_FORWARD", bad).unwrap_err().to_string();
+            assert!(e.contains("SSH_FORWARD"), "{bad}: {e}");
+        }
     }
 
     #[test]

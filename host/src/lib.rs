@@ -15,6 +15,7 @@
 //! - [`runtime`]: wasmtime engine, linker, component cache, one sandboxed
 //!   call per request.
 //! - [`db`]: the `burrow:db/sql` import guests call.
+//! - [`tunnel`]: the SSH tunnel to the bastion (`ssh -N -L` in-process).
 
 pub mod config;
 pub mod db;
@@ -22,3 +23,4 @@ pub mod registry;
 pub mod runtime;
 pub mod serve;
 pub mod server;
+pub mod tunnel;

@@ -22,6 +22,15 @@ struct Cli {
 enum Command {
     /// Serve HTTP on BURROW_LISTEN (default 0.0.0.0:8000) — the default.
     Serve(ServeArgs),
+    /// Run only the SSH tunnel (SSH_FORWARD), in the foreground, like `ssh -N -L`.
+    Tunnel(ConfigArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct ConfigArgs {
+    /// Config file (default: ./burrow.toml if it exists).
+    #[arg(long, short, value_name = "FILE", env = "BURROW_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -40,9 +49,16 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let (args, tunnel_only) = match cli.command {
+        Some(Command::Serve(args)) => (args, false),
+        Some(Command::Tunnel(args)) => (
+            ServeArgs {
+                config: args.config,
+                ..Default::default()
+            },
+            true,
+        ),
+        None => (cli.serve, false),
     };
     let overrides = Overrides {
         config_file: args.config,
@@ -50,10 +66,14 @@ fn main() -> ExitCode {
         routes: args.routes,
     };
     let result = Config::load(&overrides, &ProcessEnv).and_then(|config| {
-        tokio::runtime::Builder::new_multi_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .build()?
-            .block_on(burrow::serve::serve(config))
+            .build()?;
+        if tunnel_only {
+            runtime.block_on(burrow::serve::tunnel(config))
+        } else {
+            runtime.block_on(burrow::serve::serve(config))
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

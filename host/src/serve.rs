@@ -1,7 +1,7 @@
-//! `serve.rs` is `burrow serve`: it builds the long-lived parts once, in
-//! order (runtime → components → listener), and runs the server until
-//! SIGTERM or SIGINT. A failure at any step stops start-up before the
-//! listener accepts anything.
+//! `serve.rs` is `burrow serve` and `burrow tunnel`: it builds the
+//! long-lived parts once, in order (tunnel → runtime → components →
+//! listener), and runs until SIGTERM or SIGINT. A failure at any step stops
+//! start-up before the listener accepts anything.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::server::Server;
+use crate::tunnel::Tunnel;
 
 /// Runs the server described by `config` until a shutdown signal.
 pub async fn serve(config: Config) -> Result<()> {
@@ -22,6 +23,11 @@ pub async fn serve(config: Config) -> Result<()> {
              with `prefix` and `component` to burrow.toml"
         );
     }
+    // The tunnel first: if the database cannot be reached, nothing starts.
+    let tunnel = match config.tunnel.clone() {
+        Some(tunnel) => Some(Tunnel::start(tunnel).await?),
+        None => None,
+    };
     let runtime = Arc::new(Runtime::new(
         config.limits.max_requests,
         config.max_memory_limit(),
@@ -41,7 +47,25 @@ pub async fn serve(config: Config) -> Result<()> {
 
     let server = Server::new(registry, runtime, config.limits.clone(), config.debug);
     server.run(listener, shutdown_signal()).await;
+    if let Some(tunnel) = tunnel {
+        tunnel.close().await;
+    }
     tracing::info!("burrow stopped");
+    Ok(())
+}
+
+/// `burrow tunnel`: only the forward, in the foreground, like `ssh -N -L`,
+/// so that the mysql CLI (or anything else) can use it.
+pub async fn tunnel(config: Config) -> Result<()> {
+    let Some(settings) = config.tunnel else {
+        bail!(
+            "no tunnel is configured: set SSH_HOST, SSH_USER, SSH_FORWARD (and SSH_KEY) or a \
+             [tunnel] table in burrow.toml"
+        );
+    };
+    let tunnel = Tunnel::start(settings).await?;
+    shutdown_signal().await;
+    tunnel.close().await;
     Ok(())
 }
 
