@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod sshd;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -48,11 +50,14 @@ pub struct Burrow {
 pub struct BurrowBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// `burrow tunnel` rather than `burrow serve`.
+    tunnel: bool,
 }
 
 impl Burrow {
     pub fn builder() -> BurrowBuilder {
         BurrowBuilder {
+            tunnel: false,
             args: Vec::new(),
             env: vec![(
                 "BURROW_CACHE_DIR".into(),
@@ -138,6 +143,9 @@ impl BurrowBuilder {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_burrow"));
+        if self.tunnel {
+            cmd.arg("tunnel");
+        }
         cmd.args(&self.args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -145,7 +153,7 @@ impl BurrowBuilder {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if !self.args.iter().any(|a| a == "--listen") {
+        if !self.tunnel && !self.args.iter().any(|a| a == "--listen") {
             cmd.arg("--listen").arg("127.0.0.1:0");
         }
         for (k, v) in &self.env {
@@ -154,8 +162,26 @@ impl BurrowBuilder {
         cmd
     }
 
+    /// `burrow tunnel` instead of `burrow serve`.
+    pub fn tunnel(mut self) -> Self {
+        self.tunnel = true;
+        self
+    }
+
     /// Starts the server and waits until it listens.
     pub fn start(self) -> Burrow {
+        self.start_until("listening on http://")
+    }
+
+    /// Starts `burrow tunnel` and waits until it forwards; `addr` is the
+    /// tunnel's local end.
+    pub fn start_tunnel(self) -> Burrow {
+        self.tunnel().start_until("tunnel forwarding ")
+    }
+
+    /// Starts the process and waits for a log line containing `marker`
+    /// followed by an address.
+    fn start_until(self, marker: &'static str) -> Burrow {
         let mut child = self.command().spawn().expect("spawning burrow");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -168,8 +194,9 @@ impl BurrowBuilder {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let _ = tx.send(rest.trim().to_string());
+                    if let Some(rest) = line.split(marker).nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or("");
+                        let _ = tx.send(addr.to_string());
                     }
                     log.lock().unwrap().push(line);
                 }
@@ -181,7 +208,7 @@ impl BurrowBuilder {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "burrow did not start listening; its log:\n{}",
+                    "burrow did not log `{marker}`; its log:\n{}",
                     log.lock().unwrap().join("\n")
                 );
             }
