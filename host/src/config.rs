@@ -55,6 +55,15 @@ pub const DEFAULT_SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time for the bastion to open one forwarded channel.
 pub const DEFAULT_CHANNEL_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Database pool defaults.
+pub const DEFAULT_POOL_MIN: usize = 1;
+pub const DEFAULT_POOL_MAX: usize = 16;
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest result a guest may receive, in rows and in bytes.
+pub const DEFAULT_MAX_ROWS: usize = 10_000;
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 32 * 1024 * 1024;
+
 const MIB: u64 = 1024 * 1024;
 
 /// The whole validated configuration, built once at start-up and passed down.
@@ -77,6 +86,32 @@ pub struct Config {
     pub app: BTreeMap<String, String>,
     /// The SSH tunnel to the database; `None` when `SSH_HOST` is not set.
     pub tunnel: Option<TunnelConfig>,
+    /// The database; `None` when `DB_NAME` is not set.
+    pub database: Option<DbConfig>,
+}
+
+/// The MySQL database, from the seed's `DB_*` settings.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// `DB_NAME`.
+    pub name: String,
+    /// `DB_USER`.
+    pub user: String,
+    /// `DB_PASSWORD`.
+    pub password: Option<Secret>,
+    /// `DB_HOST` as a literal IP; `None` means the tunnel's local end.
+    pub host: Option<String>,
+    /// `DB_PORT`; `None` means the tunnel's local port (or 3306).
+    pub port: Option<u16>,
+    pub pool_min: usize,
+    pub pool_max: usize,
+    /// Time to get a connection before answering `unavailable`.
+    pub acquire_timeout: Duration,
+    /// Time one statement may run (routes may override).
+    pub statement_timeout: Duration,
+    /// Result limits before `too-large`.
+    pub max_rows: usize,
+    pub max_result_bytes: usize,
 }
 
 /// The SSH tunnel: like `ssh -N -L forward user@host -p port`.
@@ -177,6 +212,8 @@ pub struct RouteConfig {
     pub deadline: Duration,
     /// Largest accepted request body.
     pub max_body: u64,
+    /// Database statement timeout for this route; `None` uses the pool's.
+    pub statement_timeout: Option<Duration>,
 }
 
 /// A value that must never be printed: `Debug` and `Display` redact it.
@@ -224,6 +261,22 @@ struct FileConfig {
     #[serde(default)]
     app: BTreeMap<String, toml::Value>,
     tunnel: Option<FileTunnel>,
+    database: Option<FileDatabase>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDatabase {
+    name: Option<String>,
+    user: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    pool_min: Option<usize>,
+    pool_max: Option<usize>,
+    acquire_timeout: Option<String>,
+    statement_timeout: Option<String>,
+    max_rows: Option<usize>,
+    max_result_bytes: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,6 +316,7 @@ struct FileRoute {
     memory: Option<String>,
     deadline: Option<String>,
     max_body: Option<String>,
+    statement_timeout: Option<String>,
 }
 
 /// A source of environment variables; a map in tests, the process otherwise.
@@ -386,6 +440,10 @@ impl Config {
                     .unwrap_or(default_deadline),
                 max_body: opt_size(&format!("{key}.max_body"), &r.max_body)?
                     .unwrap_or(default_max_body),
+                statement_timeout: opt_duration(
+                    &format!("{key}.statement_timeout"),
+                    &r.statement_timeout,
+                )?,
             });
         }
         for flag in &overrides.routes {
@@ -406,6 +464,7 @@ impl Config {
                 memory_limit: default_memory,
                 deadline: default_deadline,
                 max_body: default_max_body,
+                statement_timeout: None,
             };
             // A flag replaces a file route with the same prefix.
             routes.retain(|r| r.prefix != route.prefix);
@@ -429,6 +488,7 @@ impl Config {
         }
 
         let tunnel = tunnel_config(file.tunnel.unwrap_or_default(), base_dir, env)?;
+        let database = database_config(file.database.unwrap_or_default(), env)?;
 
         Ok(Config {
             listen,
@@ -439,6 +499,7 @@ impl Config {
             routes,
             app,
             tunnel,
+            database,
         })
     }
 
@@ -570,6 +631,74 @@ fn tunnel_config(
             &file.channel_open_timeout,
         )?
         .unwrap_or(DEFAULT_CHANNEL_OPEN_TIMEOUT),
+    }))
+}
+
+fn database_config(file: FileDatabase, env: &impl Env) -> Result<Option<DbConfig>> {
+    let Some(name) = env.var("DB_NAME").or(file.name).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    let user = env
+        .var("DB_USER")
+        .or(file.user)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("DB_USER is not set: the database `{name}` needs a user name")
+        })?;
+    let host = match env.var("DB_HOST").or(file.host).filter(|h| !h.is_empty()) {
+        // `localhost` would make MySQL drivers use a Unix socket: the
+        // traffic must go through the tunnel, so use the loopback address.
+        Some(h) if h == "localhost" => Some("127.0.0.1".to_string()),
+        Some(h) => {
+            if h.parse::<std::net::IpAddr>().is_err() {
+                bail!(
+                    "DB_HOST `{h}` is not valid: use an IP address such as 127.0.0.1 (the tunnel's \
+                     local end); names are resolved by the bastion through SSH_FORWARD, not here"
+                );
+            }
+            Some(h)
+        }
+        None => None,
+    };
+    let port = match env.var("DB_PORT") {
+        Some(t) if !t.is_empty() => Some(parse_port("DB_PORT", &t, false)?),
+        _ => file.port,
+    };
+    let pool_min = file.pool_min.unwrap_or(DEFAULT_POOL_MIN);
+    let pool_max = match env.var("DB_POOL_MAX") {
+        Some(t) => t.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            anyhow::anyhow!("DB_POOL_MAX `{t}` is not valid: expected a whole number of at least 1")
+        })?,
+        None => file.pool_max.unwrap_or(DEFAULT_POOL_MAX),
+    };
+    if pool_max == 0 || pool_min > pool_max {
+        bail!(
+            "database.pool_min ({pool_min}) must not exceed database.pool_max ({pool_max}), which must be at least 1"
+        );
+    }
+    let max_result_bytes = opt_size("database.max_result_bytes", &file.max_result_bytes)?
+        .map(|b| usize::try_from(b).unwrap_or(usize::MAX))
+        .unwrap_or(DEFAULT_MAX_RESULT_BYTES);
+    Ok(Some(DbConfig {
+        name,
+        user,
+        password: env
+            .var("DB_PASSWORD")
+            .filter(|p| !p.is_empty())
+            .map(Secret::new),
+        host,
+        port,
+        pool_min,
+        pool_max,
+        acquire_timeout: opt_duration("database.acquire_timeout", &file.acquire_timeout)?
+            .unwrap_or(DEFAULT_ACQUIRE_TIMEOUT),
+        statement_timeout: match env.var("DB_STATEMENT_TIMEOUT") {
+            Some(t) => parse_duration("DB_STATEMENT_TIMEOUT", &t)?,
+            None => opt_duration("database.statement_timeout", &file.statement_timeout)?
+                .unwrap_or(DEFAULT_STATEMENT_TIMEOUT),
+        },
+        max_rows: file.max_rows.unwrap_or(DEFAULT_MAX_ROWS).max(1),
+        max_result_bytes,
     }))
 }
 

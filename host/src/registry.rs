@@ -24,6 +24,7 @@ impl Route {
         CallLimits {
             memory: self.config.memory_limit,
             deadline: self.config.deadline,
+            statement_timeout: self.config.statement_timeout,
         }
     }
 }

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::config::Config;
+use crate::db::Db;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::server::Server;
@@ -28,11 +29,13 @@ pub async fn serve(config: Config) -> Result<()> {
         Some(tunnel) => Some(Tunnel::start(tunnel).await?),
         None => None,
     };
+    let db = connect_database(&config, tunnel.as_ref()).await;
     let runtime = Arc::new(Runtime::new(
         config.limits.max_requests,
         config.max_memory_limit(),
         config.cache_dir.clone(),
         guest_settings(&config),
+        db,
     )?);
     let registry = Arc::new(Registry::load(&runtime, &config.routes).await?);
 
@@ -67,6 +70,38 @@ pub async fn tunnel(config: Config) -> Result<()> {
     shutdown_signal().await;
     tunnel.close().await;
     Ok(())
+}
+
+/// Builds the pool: at `DB_HOST`/`DB_PORT` if set, else at the tunnel's
+/// local end. A first `SELECT 1` says in the log whether it works; a
+/// database that is down is not fatal (requests get `unavailable` until it
+/// is back).
+async fn connect_database(config: &Config, tunnel: Option<&Tunnel>) -> Option<Arc<Db>> {
+    let settings = config.database.clone()?;
+    let local = tunnel.map(|t| t.local_addr());
+    let host = settings
+        .host
+        .clone()
+        .or_else(|| local.map(|a| a.ip().to_string()))
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let port = settings.port.or(local.map(|a| a.port())).unwrap_or(3306);
+    if let Some(local) = local
+        && (host != local.ip().to_string() || port != local.port())
+    {
+        tracing::warn!(
+            "DB_HOST/DB_PORT ({host}:{port}) is not the tunnel's local end ({local}): database traffic \
+             will not go through the tunnel"
+        );
+    }
+    let (name, user) = (settings.name.clone(), settings.user.clone());
+    let db = Db::new(settings, host.clone(), port);
+    match db.ping().await {
+        Ok(()) => tracing::info!("database `{name}` as `{user}` at {host}:{port}: SELECT 1 ok"),
+        Err(e) => tracing::error!(
+            "database `{name}` as `{user}` at {host}:{port} is not usable yet: {e:?}"
+        ),
+    }
+    Some(db)
 }
 
 /// What guests read through `wasi:config/store`.

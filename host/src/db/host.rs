@@ -1,45 +1,62 @@
 //! `host.rs` implements the generated `burrow:db` traits for one request.
-//! It owns the request's transaction handles (in the resource table); the
-//! pool and the tunnel below it are not its business.
+//! It owns the request's transactions (connections reserved for them, in a
+//! resource table); the pool and the tunnel below it are not its business.
+//! Everything still open when the request ends is rolled back.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::component::{Resource, ResourceTable};
 
 use super::bindings::burrow::db::{sql, types};
+use super::pool::{Db, Guarded};
 use types::{Error, ExecResult, Isolation, RowSet, Value};
 
-/// Per-request database state, dropped with the request's `Store`: anything
-/// still open in it is rolled back then.
+/// Time a rollback of an abandoned transaction may take.
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Per-request database state, dropped with the request's `Store`.
 pub struct DbState {
-    /// Transactions the guest holds, by resource handle.
+    /// The app's pool; `None` when no database is configured.
+    db: Option<Arc<Db>>,
+    /// This route's statement timeout.
+    statement_timeout: Duration,
+    /// Open transactions, by resource handle.
     table: ResourceTable,
 }
 
+/// A guest's open transaction: the connection reserved for it.
+pub struct Transaction {
+    conn: Guarded,
+    /// True until COMMIT or ROLLBACK succeeded.
+    open: bool,
+}
+
 impl DbState {
-    pub fn new() -> Self {
+    pub fn new(db: Option<Arc<Db>>, statement_timeout: Option<Duration>) -> Self {
+        let statement_timeout = statement_timeout
+            .or_else(|| db.as_ref().map(|d| d.statement_timeout()))
+            .unwrap_or(crate::config::DEFAULT_STATEMENT_TIMEOUT);
         Self {
+            db,
+            statement_timeout,
             table: ResourceTable::new(),
         }
     }
-}
 
-impl Default for DbState {
-    fn default() -> Self {
-        Self::new()
+    fn db(&self) -> Result<Arc<Db>, Error> {
+        self.db.clone().ok_or_else(|| {
+            Error::Unavailable(
+                "no database is configured for this server: set DB_NAME, DB_USER and DB_PASSWORD \
+                 (and SSH_HOST/SSH_FORWARD for the tunnel)"
+                    .to_string(),
+            )
+        })
     }
-}
 
-/// A guest's open transaction.
-pub struct Transaction {
-    _private: (),
-}
-
-/// The answer while no database is configured.
-fn not_configured() -> Error {
-    Error::Unavailable(
-        "no database is configured for this server: set DB_NAME, DB_USER, DB_PASSWORD \
-         (and DB_HOST/DB_PORT or an SSH tunnel) to enable it"
-            .to_string(),
-    )
+    fn tx(&mut self, tx: &Resource<Transaction>) -> wasmtime::Result<&mut Transaction> {
+        Ok(self.table.get_mut(tx)?)
+    }
 }
 
 impl types::Host for DbState {}
@@ -47,59 +64,160 @@ impl types::Host for DbState {}
 impl sql::Host for DbState {
     async fn query(
         &mut self,
-        _statement: String,
-        _params: Vec<Value>,
+        statement: String,
+        params: Vec<Value>,
     ) -> wasmtime::Result<Result<RowSet, Error>> {
-        Ok(Err(not_configured()))
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut conn = match db.conn().await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(db
+            .query(&mut conn, &statement, params, self.statement_timeout)
+            .await)
     }
 
     async fn execute(
         &mut self,
-        _statement: String,
-        _params: Vec<Value>,
+        statement: String,
+        params: Vec<Value>,
     ) -> wasmtime::Result<Result<ExecResult, Error>> {
-        Ok(Err(not_configured()))
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut conn = match db.conn().await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(db
+            .execute(&mut conn, &statement, params, self.statement_timeout)
+            .await)
     }
 
     async fn begin(
         &mut self,
-        _isolation: Option<Isolation>,
+        isolation: Option<Isolation>,
     ) -> wasmtime::Result<Result<Resource<Transaction>, Error>> {
-        Ok(Err(not_configured()))
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut conn = match db.conn().await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(level) = isolation {
+            let level = match level {
+                Isolation::ReadUncommitted => "READ UNCOMMITTED",
+                Isolation::ReadCommitted => "READ COMMITTED",
+                Isolation::RepeatableRead => "REPEATABLE READ",
+                Isolation::Serializable => "SERIALIZABLE",
+            };
+            let sql = format!("SET TRANSACTION ISOLATION LEVEL {level}");
+            if let Err(e) = db
+                .execute(&mut conn, &sql, Vec::new(), self.statement_timeout)
+                .await
+            {
+                return Ok(Err(e));
+            }
+        }
+        if let Err(e) = db
+            .execute(
+                &mut conn,
+                "START TRANSACTION",
+                Vec::new(),
+                self.statement_timeout,
+            )
+            .await
+        {
+            return Ok(Err(e));
+        }
+        Ok(Ok(self.table.push(Transaction { conn, open: true })?))
     }
 }
 
 impl sql::HostTransaction for DbState {
     async fn query(
         &mut self,
-        _tx: Resource<Transaction>,
-        _statement: String,
-        _params: Vec<Value>,
+        tx: Resource<Transaction>,
+        statement: String,
+        params: Vec<Value>,
     ) -> wasmtime::Result<Result<RowSet, Error>> {
-        Ok(Err(not_configured()))
+        let (db, timeout) = match self.db() {
+            Ok(db) => (db, self.statement_timeout),
+            Err(e) => return Ok(Err(e)),
+        };
+        let tx = self.tx(&tx)?;
+        Ok(db.query(&mut tx.conn, &statement, params, timeout).await)
     }
 
     async fn execute(
         &mut self,
-        _tx: Resource<Transaction>,
-        _statement: String,
-        _params: Vec<Value>,
+        tx: Resource<Transaction>,
+        statement: String,
+        params: Vec<Value>,
     ) -> wasmtime::Result<Result<ExecResult, Error>> {
-        Ok(Err(not_configured()))
+        let (db, timeout) = match self.db() {
+            Ok(db) => (db, self.statement_timeout),
+            Err(e) => return Ok(Err(e)),
+        };
+        let tx = self.tx(&tx)?;
+        Ok(db.execute(&mut tx.conn, &statement, params, timeout).await)
     }
 
     async fn commit(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<Result<(), Error>> {
-        self.table.delete(tx)?;
-        Ok(Err(not_configured()))
+        let mut tx = self.table.delete(tx)?;
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = db
+            .execute(&mut tx.conn, "COMMIT", Vec::new(), self.statement_timeout)
+            .await
+            .map(|_| ());
+        tx.open = result.is_err();
+        Ok(result)
     }
 
     async fn rollback(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<Result<(), Error>> {
-        self.table.delete(tx)?;
-        Ok(Err(not_configured()))
+        let tx = self.table.delete(tx)?;
+        Ok(rollback(self.db.clone(), tx).await)
     }
 
     async fn drop(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<()> {
-        self.table.delete(tx)?;
+        let tx = self.table.delete(tx)?;
+        let _ = rollback(self.db.clone(), tx).await;
         Ok(())
+    }
+}
+
+async fn rollback(db: Option<Arc<Db>>, mut tx: Transaction) -> Result<(), Error> {
+    let Some(db) = db else { return Ok(()) };
+    if !tx.conn.is_clean() {
+        // Its statement was abandoned: discarding the connection (which the
+        // guard does on drop) makes the server roll back.
+        return Ok(());
+    }
+    let result = db
+        .execute(&mut tx.conn, "ROLLBACK", Vec::new(), ROLLBACK_TIMEOUT)
+        .await
+        .map(|_| ());
+    tx.open = result.is_err();
+    result
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        // Reached when the request ends (or the guest trapped) with the
+        // transaction still open. The connection must not go back to the
+        // pool mid-transaction: mark it dirty so the guard discards it and
+        // the server rolls the transaction back.
+        if self.open {
+            self.conn.abandon();
+        }
     }
 }

@@ -2,14 +2,18 @@
 //!
 //! Layout, one concern per file:
 //! - `mod.rs`: the generated bindings and the wiring into a linker;
-//! - `host.rs`: the implementation of the generated traits for one request.
+//! - `host.rs`: the implementation of the generated traits for one request;
+//! - `pool.rs`: the client over mysql_async (pool, timeouts, errors);
+//! - `values.rs`: MySQL values ↔ WIT values.
 //!
-//! Until a database is configured, every call answers `unavailable` with a
-//! message that says so; the contract in `wit/db.wit` is already the full one.
+//! Without a configured database every call answers `unavailable`, saying so.
 
 mod host;
+mod pool;
+pub mod values;
 
 pub use host::{DbState, Transaction};
+pub use pool::Db;
 
 /// Host-side bindings for `wit/db.wit`'s `database` world.
 pub mod bindings {

@@ -50,6 +50,8 @@ pub struct CallLimits {
     pub memory: u64,
     /// Wall-clock time for the whole response.
     pub deadline: Duration,
+    /// Time one database statement may take; `None` uses the pool's.
+    pub statement_timeout: Option<Duration>,
 }
 
 /// The wasmtime side of the host, built once and shared by every request.
@@ -63,6 +65,8 @@ pub struct Runtime {
     cache: cache::ComponentCache,
     /// Settings handed to every guest through `wasi:config/store`.
     settings: Arc<WasiConfigVariables>,
+    /// The database pool behind `burrow:db`, if configured.
+    db: Option<Arc<crate::db::Db>>,
     /// Advances the epoch; stops when the runtime is dropped.
     _ticker: EpochTicker,
 }
@@ -126,6 +130,7 @@ impl Runtime {
         max_memory: u64,
         cache_dir: Option<PathBuf>,
         settings: WasiConfigVariables,
+        db: Option<Arc<crate::db::Db>>,
     ) -> Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
@@ -161,6 +166,7 @@ impl Runtime {
             linker,
             cache,
             settings: Arc::new(settings),
+            db,
             _ticker: ticker,
         })
     }
@@ -221,7 +227,14 @@ impl Runtime {
         limits: CallLimits,
         deadline: Instant,
     ) -> Store<GuestState> {
-        let state = GuestState::new(request_id, route, limits.memory, Arc::clone(&self.settings));
+        let db = crate::db::DbState::new(self.db.clone(), limits.statement_timeout);
+        let state = GuestState::new(
+            request_id,
+            route,
+            limits.memory,
+            Arc::clone(&self.settings),
+            db,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);

@@ -41,6 +41,7 @@ impl GuestState {
         route: Arc<str>,
         memory_limit: u64,
         settings: Arc<WasiConfigVariables>,
+        db: DbState,
     ) -> Self {
         let stdout = GuestLog::new(Arc::clone(&request_id), Arc::clone(&route), Stream::Stdout);
         let stderr = GuestLog::new(request_id, route, Stream::Stderr);
@@ -58,7 +59,7 @@ impl GuestState {
             hooks: DenyOutbound,
             settings,
             limits: MemoryCap::new(memory_limit),
-            db: DbState::new(),
+            db,
             logs: [stdout, stderr],
         }
     }

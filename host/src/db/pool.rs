@@ -1,0 +1,333 @@
+//! `pool.rs` is the client over the driver: one mysql_async pool for the
+//! whole app, reached only at a literal address (the tunnel's local end by
+//! default; never a Unix socket), with acquire and statement timeouts, size
+//! limits on results, and server errors mapped to the WIT `error` variant.
+//! It never reuses a connection in an unknown state: a connection whose
+//! statement was cancelled, timed out or overflowed is killed server-side
+//! and discarded, never returned to the pool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts};
+
+use super::bindings::burrow::db::types::{Error, ExecResult, QueryError, RowSet, Value};
+use super::values::{ColumnInfo, describe, from_mysql, to_mysql};
+use crate::config::DbConfig;
+
+/// MySQL error codes with a meaning of their own.
+const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
+const ER_QUERY_INTERRUPTED: u16 = 1317;
+const ER_QUERY_TIMEOUT: u16 = 3024;
+const ER_STATEMENT_TIMEOUT_MARIADB: u16 = 1969;
+
+/// The app's database: one pool, its limits.
+pub struct Db {
+    /// The connection pool; cheap to clone, shared by every request.
+    pool: Pool,
+    /// Limits and timeouts.
+    config: DbConfig,
+    /// Where the pool connects, for messages.
+    target: String,
+}
+
+impl Db {
+    /// Builds the pool (connections are opened on demand). `host` and
+    /// `port` are the literal address to connect to.
+    pub fn new(config: DbConfig, host: String, port: u16) -> Arc<Db> {
+        let constraints = PoolConstraints::new(config.pool_min, config.pool_max)
+            .unwrap_or_else(|| PoolConstraints::new(0, config.pool_max.max(1)).expect("0 <= max"));
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(host.clone())
+            .tcp_port(port)
+            .user(Some(config.user.clone()))
+            .pass(config.password.as_ref().map(|p| p.expose().to_string()))
+            .db_name(Some(config.name.clone()))
+            // Through the tunnel only: the server's own socket path must
+            // never be tried (it is on another machine, or worse, a local one).
+            .prefer_socket(false)
+            .tcp_nodelay(true)
+            .tcp_keepalive(Some(Duration::from_secs(30)))
+            // `setup` runs after every connect and every reset.
+            .setup(vec![
+                "SET time_zone = '+00:00'".to_string(),
+                "SET NAMES utf8mb4".to_string(),
+            ])
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(true)
+                    .with_inactive_connection_ttl(Duration::from_secs(60)),
+            );
+        Arc::new(Db {
+            pool: Pool::new(Opts::from(opts)),
+            target: format!("{host}:{port}"),
+            config,
+        })
+    }
+
+    /// The default statement timeout (routes may override it).
+    pub fn statement_timeout(&self) -> Duration {
+        self.config.statement_timeout
+    }
+
+    /// A connection, within the acquire timeout.
+    pub async fn conn(&self) -> Result<Guarded, Error> {
+        let started = Instant::now();
+        match tokio::time::timeout(self.config.acquire_timeout, self.pool.get_conn()).await {
+            Ok(Ok(conn)) => Ok(Guarded {
+                conn: Some(conn),
+                pool: self.pool.clone(),
+                clean: true,
+            }),
+            Ok(Err(e)) => Err(map_error(e, &self.target)),
+            Err(_) => Err(Error::Unavailable(format!(
+                "no database connection within {} ms (pool of {} busy, or the database at {} is unreachable)",
+                started.elapsed().as_millis(),
+                self.config.pool_max,
+                self.target
+            ))),
+        }
+    }
+
+    /// `SELECT 1` through a pooled connection: the readiness probe.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let mut conn = self.conn().await?;
+        self.query(
+            &mut conn,
+            "SELECT 1",
+            Vec::new(),
+            self.config.statement_timeout,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs a row-returning statement on `conn`.
+    pub async fn query(
+        &self,
+        conn: &mut Guarded,
+        statement: &str,
+        params: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<RowSet, Error> {
+        let params = convert_params(params)?;
+        let (max_rows, max_bytes) = (self.config.max_rows, self.config.max_result_bytes);
+        let target = self.target.clone();
+        conn.run(timeout, async move |c: &mut Conn| {
+            let limits = (max_rows, max_bytes, target.as_str());
+            if params.is_empty() {
+                let result = c
+                    .query_iter(statement)
+                    .await
+                    .map_err(|e| (map_error(e, &target), false))?;
+                read_rows(result, limits).await
+            } else {
+                let result = c
+                    .exec_iter(statement, Params::Positional(params))
+                    .await
+                    .map_err(|e| (map_error(e, &target), false))?;
+                read_rows(result, limits).await
+            }
+        })
+        .await
+    }
+
+    /// Runs a data-changing statement on `conn`.
+    pub async fn execute(
+        &self,
+        conn: &mut Guarded,
+        statement: &str,
+        params: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<ExecResult, Error> {
+        let params = convert_params(params)?;
+        let target = self.target.clone();
+        conn.run(timeout, async move |c: &mut Conn| {
+            if params.is_empty() {
+                c.query_drop(statement).await
+            } else {
+                c.exec_drop(statement, Params::Positional(params)).await
+            }
+            .map_err(|e| (map_error(e, &target), false))?;
+            Ok(ExecResult {
+                rows_affected: c.affected_rows(),
+                last_insert_id: c.last_insert_id().filter(|id| *id != 0),
+            })
+        })
+        .await
+    }
+}
+
+/// Reads a whole result within the row and byte limits. The error's flag
+/// says whether the connection is left mid-result (and must be discarded).
+async fn read_rows<P: mysql_async::prelude::Protocol>(
+    mut result: mysql_async::QueryResult<'_, 'static, P>,
+    (max_rows, max_bytes, target): (usize, usize, &str),
+) -> Result<RowSet, (Error, bool)> {
+    let described: Vec<_> = result.columns_ref().iter().map(describe).collect();
+    let (columns, infos): (Vec<_>, Vec<ColumnInfo>) = described.into_iter().unzip();
+    let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = result
+        .next()
+        .await
+        .map_err(|e| (map_error(e, target), true))?
+    {
+        if rows.len() >= max_rows {
+            let message = format!("the result has more than {max_rows} rows; add a LIMIT");
+            return Err((Error::TooLarge(message), true));
+        }
+        let mut out = Vec::with_capacity(infos.len());
+        for (value, info) in row.unwrap().into_iter().zip(&infos) {
+            bytes += approx_size(&value);
+            let value = from_mysql(value, info)
+                .map_err(|m| (Error::Unavailable(format!("unreadable value: {m}")), true))?;
+            out.push(value);
+        }
+        if bytes > max_bytes {
+            let message = format!(
+                "the result is larger than {max_bytes} bytes; select fewer rows or columns"
+            );
+            return Err((Error::TooLarge(message), true));
+        }
+        rows.push(out);
+    }
+    // Any further result sets (multi-statement text) are read and dropped.
+    result
+        .drop_result()
+        .await
+        .map_err(|e| (map_error(e, target), true))?;
+    Ok(RowSet { columns, rows })
+}
+
+/// A pooled connection that is returned to the pool only when it is known
+/// to be clean; otherwise (cancelled mid-statement, timed out, result cut
+/// short) it is killed on the server and discarded.
+pub struct Guarded {
+    conn: Option<Conn>,
+    pool: Pool,
+    /// False while a statement is in flight or after one was abandoned.
+    clean: bool,
+}
+
+impl Guarded {
+    /// Runs `op` within `timeout`. `op`'s error carries whether the
+    /// connection is left dirty.
+    async fn run<T>(
+        &mut self,
+        timeout: Duration,
+        op: impl AsyncFnOnce(&mut Conn) -> Result<T, (Error, bool)>,
+    ) -> Result<T, Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::Unavailable("the connection was discarded".into()));
+        };
+        self.clean = false;
+        match tokio::time::timeout(timeout, op(conn)).await {
+            Ok(Ok(value)) => {
+                self.clean = true;
+                Ok(value)
+            }
+            Ok(Err((error, dirty))) => {
+                // A server error leaves the connection usable; an I/O error or
+                // a cut-short result does not.
+                self.clean = !dirty && matches!(error, Error::Query(_) | Error::BadParameter(_));
+                Err(error)
+            }
+            Err(_) => Err(Error::Timeout(format!(
+                "the statement ran longer than {} ms and was cancelled",
+                timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Marks the connection as not reusable: it is discarded on drop.
+    pub fn abandon(&mut self) {
+        self.clean = false;
+    }
+
+    /// Whether the connection can still be used by this request.
+    pub fn is_clean(&self) -> bool {
+        self.clean && self.conn.is_some()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if self.clean {
+            // Back to the pool (mysql_async resets it before reuse).
+            drop(conn);
+            return;
+        }
+        // Unknown state: stop whatever it runs on the server, then close it.
+        let pool = self.pool.clone();
+        let id = conn.id();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let _ = conn.disconnect().await;
+                    if let Ok(Ok(mut killer)) =
+                        tokio::time::timeout(Duration::from_secs(5), pool.get_conn()).await
+                    {
+                        let _ = killer.query_drop(format!("KILL QUERY {id}")).await;
+                    }
+                });
+            }
+            Err(_) => drop(conn),
+        }
+        tracing::debug!(
+            connection_id = id,
+            "discarded a database connection in an unknown state"
+        );
+    }
+}
+
+fn convert_params(params: Vec<Value>) -> Result<Vec<mysql_async::Value>, Error> {
+    params
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            to_mysql(v).map_err(|m| Error::BadParameter(format!("parameter {}: {m}", i + 1)))
+        })
+        .collect()
+}
+
+fn approx_size(value: &mysql_async::Value) -> usize {
+    match value {
+        mysql_async::Value::Bytes(b) => b.len() + 8,
+        _ => 16,
+    }
+}
+
+/// Whose fault, in the guest's terms.
+fn map_error(e: mysql_async::Error, target: &str) -> Error {
+    use mysql_async::{DriverError, Error as E};
+    match e {
+        E::Server(s) => match s.code {
+            ER_NET_PACKET_TOO_LARGE => {
+                Error::TooLarge(format!("{} (max_allowed_packet)", s.message))
+            }
+            ER_QUERY_TIMEOUT | ER_STATEMENT_TIMEOUT_MARIADB | ER_QUERY_INTERRUPTED => {
+                Error::Timeout(s.message)
+            }
+            code => Error::Query(QueryError {
+                code,
+                sqlstate: s.state,
+                message: s.message,
+            }),
+        },
+        E::Driver(DriverError::StmtParamsMismatch { required, supplied }) => {
+            Error::BadParameter(format!(
+                "the statement has {required} `?` placeholder(s) but {supplied} parameter(s) were given"
+            ))
+        }
+        E::Driver(DriverError::PacketTooLarge) => {
+            Error::TooLarge("a value is larger than the server's max_allowed_packet".into())
+        }
+        E::Driver(d) => Error::Unavailable(format!("database at {target}: {d}")),
+        E::Io(io) => Error::Unavailable(format!("database at {target} unreachable: {io}")),
+        other => Error::Unavailable(format!("database at {target}: {other}")),
+    }
+}
