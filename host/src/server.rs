@@ -229,10 +229,8 @@ impl Server {
                 }
                 response
             }
-            Err(failure) => {
-                tracing::warn!(request_id = %id, route = %route.config.name, "{failure}");
-                self.failure_response(&failure, &id)
-            }
+            // Already logged by the runtime, with the request id.
+            Err(failure) => self.failure_response(&failure, &id),
         };
         log.finish(response, Some(permit))
     }

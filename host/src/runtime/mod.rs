@@ -26,6 +26,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::sync::oneshot;
 use wasmtime::component::{Component, Linker};
@@ -251,7 +252,8 @@ impl Runtime {
 
     /// Runs `request` through `component`. Returns the guest's response as
     /// soon as its head is ready (the body streams from the guest as it
-    /// writes it), or why there is none; the caller logs that reason.
+    /// writes it), or why there is none. Failures are logged here, with the
+    /// request id; dropping the returned future or body stops the guest.
     pub async fn call<B>(
         &self,
         component: &LoadedComponent,
@@ -300,28 +302,72 @@ impl Runtime {
                 Err(_elapsed) => Err(GuestFailure::Deadline(limits.deadline)),
             };
             store.data().finish_logs();
+            if let Err(failure) = &result {
+                tracing::warn!(request_id = %id, route = %route, "{failure}");
+            }
             result
         });
+        // If the caller goes away (the client hung up), the guest is
+        // stopped rather than left running for nobody.
+        let mut task = AbortOnDrop(Some(task));
 
         match receiver.await {
-            Ok(Ok(response)) => {
-                // The head is out; a failure now can only cut the body short,
-                // so it is logged here rather than turned into a status.
-                tokio::spawn(async move {
-                    if let Ok(Err(failure)) = task.await {
-                        tracing::warn!(request_id = %id, route = %route, "after the response head: {failure}");
-                    }
-                });
-                Ok(response)
-            }
+            // The body streams from the guest's task: keep it alive exactly
+            // as long as the body is being read.
+            Ok(Ok(response)) => Ok(response.map(|body| {
+                GuestBody {
+                    inner: body,
+                    _task: task,
+                }
+                .boxed_unsync()
+            })),
             Ok(Err(code)) => Err(GuestFailure::ErrorCode(format!("{code:?}"))),
             // The guest's task ended without setting a response.
-            Err(_) => match task.await {
+            Err(_) => match task.0.take().expect("task present").await {
                 Ok(Err(failure)) => Err(failure),
                 Ok(Ok(())) => Err(GuestFailure::NoResponse),
                 Err(join) => Err(GuestFailure::Trap(format!("host task failed: {join}"))),
             },
         }
+    }
+}
+
+/// Aborts the guest's task when dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<Result<(), GuestFailure>>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// A guest's response body, tied to the task that produces it.
+struct GuestBody {
+    inner: HyperOutgoingBody,
+    /// Dropping the body (response sent, or client gone) ends the task.
+    _task: AbortOnDrop,
+}
+
+impl Body for GuestBody {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    #[allow(clippy::type_complexity)]
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod mariadb;
 pub mod sshd;
 
 use std::io::{BufRead, BufReader, Read, Write};
