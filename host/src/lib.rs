@@ -16,9 +16,11 @@
 //!   call per request.
 //! - [`db`]: the `burrow:db/sql` import guests call.
 //! - [`tunnel`]: the SSH tunnel to the bastion (`ssh -N -L` in-process).
+//! - [`migrate`]: `burrow migrate`, versioned SQL files applied once.
 
 pub mod config;
 pub mod db;
+pub mod migrate;
 pub mod registry;
 pub mod runtime;
 pub mod serve;

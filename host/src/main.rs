@@ -24,6 +24,20 @@ enum Command {
     Serve(ServeArgs),
     /// Run only the SSH tunnel (SSH_FORWARD), in the foreground, like `ssh -N -L`.
     Tunnel(ConfigArgs),
+    /// Apply migrations/*.sql to the database (through the tunnel), each once.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args, Clone, Default)]
+struct MigrateArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// List each migration as applied, pending or changed; apply nothing.
+    #[arg(long)]
+    status: bool,
+    /// Directory of the .sql files.
+    #[arg(long, value_name = "DIR", default_value = burrow::migrate::DEFAULT_DIR)]
+    dir: PathBuf,
 }
 
 #[derive(Args, Clone, Default)]
@@ -49,16 +63,31 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let (args, tunnel_only) = match cli.command {
-        Some(Command::Serve(args)) => (args, false),
+    enum Job {
+        Serve,
+        Tunnel,
+        Migrate { dir: PathBuf, status: bool },
+    }
+    let (args, job) = match cli.command {
+        Some(Command::Serve(args)) => (args, Job::Serve),
         Some(Command::Tunnel(args)) => (
             ServeArgs {
                 config: args.config,
                 ..Default::default()
             },
-            true,
+            Job::Tunnel,
         ),
-        None => (cli.serve, false),
+        Some(Command::Migrate(args)) => (
+            ServeArgs {
+                config: args.config.config,
+                ..Default::default()
+            },
+            Job::Migrate {
+                dir: args.dir,
+                status: args.status,
+            },
+        ),
+        None => (cli.serve, Job::Serve),
     };
     let overrides = Overrides {
         config_file: args.config,
@@ -69,11 +98,13 @@ fn main() -> ExitCode {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        if tunnel_only {
-            runtime.block_on(burrow::serve::tunnel(config))
-        } else {
-            runtime.block_on(burrow::serve::serve(config))
-        }
+        runtime.block_on(async move {
+            match job {
+                Job::Serve => burrow::serve::serve(config).await,
+                Job::Tunnel => burrow::serve::tunnel(config).await,
+                Job::Migrate { dir, status } => burrow::migrate::run(config, &dir, status).await,
+            }
+        })
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

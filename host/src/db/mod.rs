@@ -13,7 +13,7 @@ mod pool;
 pub mod values;
 
 pub use host::{DbState, Transaction};
-pub use pool::Db;
+pub use pool::{Db, connect_opts};
 
 /// Host-side bindings for `wit/db.wit`'s `database` world.
 pub mod bindings {

@@ -38,28 +38,12 @@ impl Db {
     pub fn new(config: DbConfig, host: String, port: u16) -> Arc<Db> {
         let constraints = PoolConstraints::new(config.pool_min, config.pool_max)
             .unwrap_or_else(|| PoolConstraints::new(0, config.pool_max.max(1)).expect("0 <= max"));
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(host.clone())
-            .tcp_port(port)
-            .user(Some(config.user.clone()))
-            .pass(config.password.as_ref().map(|p| p.expose().to_string()))
-            .db_name(Some(config.name.clone()))
-            // Through the tunnel only: the server's own socket path must
-            // never be tried (it is on another machine, or worse, a local one).
-            .prefer_socket(false)
-            .tcp_nodelay(true)
-            .tcp_keepalive(Some(Duration::from_secs(30)))
-            // `setup` runs after every connect and every reset.
-            .setup(vec![
-                "SET time_zone = '+00:00'".to_string(),
-                "SET NAMES utf8mb4".to_string(),
-            ])
-            .pool_opts(
-                PoolOpts::default()
-                    .with_constraints(constraints)
-                    .with_reset_connection(true)
-                    .with_inactive_connection_ttl(Duration::from_secs(60)),
-            );
+        let opts = connect_opts(&config, &host, port).pool_opts(
+            PoolOpts::default()
+                .with_constraints(constraints)
+                .with_reset_connection(true)
+                .with_inactive_connection_ttl(Duration::from_secs(60)),
+        );
         Arc::new(Db {
             pool: Pool::new(Opts::from(opts)),
             target: format!("{host}:{port}"),
@@ -158,6 +142,26 @@ impl Db {
         })
         .await
     }
+}
+
+/// How every connection is opened, pooled or not.
+pub fn connect_opts(config: &DbConfig, host: &str, port: u16) -> OptsBuilder {
+    OptsBuilder::default()
+        .ip_or_hostname(host.to_string())
+        .tcp_port(port)
+        .user(Some(config.user.clone()))
+        .pass(config.password.as_ref().map(|p| p.expose().to_string()))
+        .db_name(Some(config.name.clone()))
+        // Through the tunnel only: the server's own socket path must never
+        // be tried (it is on another machine, or worse, a local one).
+        .prefer_socket(false)
+        .tcp_nodelay(true)
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        // `setup` runs after every connect and every reset.
+        .setup(vec![
+            "SET time_zone = '+00:00'".to_string(),
+            "SET NAMES utf8mb4".to_string(),
+        ])
 }
 
 /// Reads a whole result within the row and byte limits. The error's flag

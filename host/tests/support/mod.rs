@@ -51,14 +51,14 @@ pub struct Burrow {
 pub struct BurrowBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
-    /// `burrow tunnel` rather than `burrow serve`.
-    tunnel: bool,
+    /// `tunnel` or `migrate` rather than `serve`.
+    subcommand: Option<&'static str>,
 }
 
 impl Burrow {
     pub fn builder() -> BurrowBuilder {
         BurrowBuilder {
-            tunnel: false,
+            subcommand: None,
             args: Vec::new(),
             env: vec![(
                 "BURROW_CACHE_DIR".into(),
@@ -144,8 +144,8 @@ impl BurrowBuilder {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_burrow"));
-        if self.tunnel {
-            cmd.arg("tunnel");
+        if let Some(sub) = self.subcommand {
+            cmd.arg(sub);
         }
         cmd.args(&self.args)
             .env_clear()
@@ -154,7 +154,7 @@ impl BurrowBuilder {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if !self.tunnel && !self.args.iter().any(|a| a == "--listen") {
+        if self.subcommand.is_none() && !self.args.iter().any(|a| a == "--listen") {
             cmd.arg("--listen").arg("127.0.0.1:0");
         }
         for (k, v) in &self.env {
@@ -164,8 +164,13 @@ impl BurrowBuilder {
     }
 
     /// `burrow tunnel` instead of `burrow serve`.
-    pub fn tunnel(mut self) -> Self {
-        self.tunnel = true;
+    pub fn tunnel(self) -> Self {
+        self.subcommand("tunnel")
+    }
+
+    /// Runs `burrow SUB` instead of `burrow serve`.
+    pub fn subcommand(mut self, sub: &'static str) -> Self {
+        self.subcommand = Some(sub);
         self
     }
 
@@ -220,6 +225,12 @@ impl BurrowBuilder {
     /// Runs a server that is expected to fail at start-up; returns its exit
     /// code and everything it printed.
     pub fn run_to_failure(self) -> (i32, String) {
+        self.run_to_exit()
+    }
+
+    /// Runs a command that exits by itself (e.g. `migrate`); returns its
+    /// exit code and everything it printed.
+    pub fn run_to_exit(self) -> (i32, String) {
         let mut child = self.command().spawn().expect("spawning burrow");
         let end = Instant::now() + START_TIMEOUT;
         loop {
