@@ -4,7 +4,9 @@
 //! - `GET /hello` → a greeting;
 //! - `* /echo` → JSON describing the request (method, path, decoded query,
 //!   headers, body as text);
-//! - `* /echo/raw` → the request body, byte for byte.
+//! - `* /echo/raw` → the request body, byte for byte;
+//! - `GET /api/health/` → `{"status": "ok", "database": "ok"}` after a real
+//!   `SELECT 1` through the host's pool and tunnel (503 if it fails).
 //!
 //! Everything else → 404 `{"detail": "Not found."}`, as Django REST
 //! Framework answers.
@@ -19,6 +21,7 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
         "/hello" | "/hello/" => Ok(text(StatusCode::OK, "Hello from burrow!\n")),
         "/echo" | "/echo/" => echo(req).await,
         "/echo/raw" => echo_raw(req),
+        "/api/health/" | "/api/health" => Ok(health()),
         _ => Ok(json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({ "detail": "Not found." }),
@@ -60,6 +63,30 @@ fn echo_raw(req: Request<Body>) -> Result<Response<Body>, Error> {
         response.headers_mut().insert("content-type", ct.clone());
     }
     Ok(response)
+}
+
+fn health() -> Response<Body> {
+    use burrow_sdk::bindings::burrow::db::{sql, types::Error};
+    match sql::query("SELECT 1", &[]) {
+        Ok(_) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "status": "ok", "database": "ok" }),
+        ),
+        Err(e) => {
+            let kind = match &e {
+                Error::Unavailable(_) => "unavailable",
+                Error::Timeout(_) => "timeout",
+                Error::Query(_) => "query error",
+                Error::BadParameter(_) => "bad parameter",
+                Error::TooLarge(_) => "too large",
+            };
+            let mut doc = serde_json::json!({ "status": "error", "database": kind });
+            if settings::debug() {
+                doc["error"] = serde_json::Value::String(format!("{e:?}"));
+            }
+            json(StatusCode::SERVICE_UNAVAILABLE, &doc)
+        }
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {

@@ -566,3 +566,20 @@ fn a_stopped_bastion_fails_requests_fast_and_they_succeed_when_it_returns() {
         "the password must never be logged"
     );
 }
+
+#[test]
+fn the_reference_apps_health_route_makes_a_real_round_trip() {
+    let db = MariaDb::shared();
+    let sshd = Sshd::start();
+    let server = burrow_via(&sshd, db.port)
+        .route("/", &guest("burrow-guest"))
+        .start();
+    let r = server.get("/api/health/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({ "status": "ok", "database": "ok" }));
+
+    let no_db = Burrow::builder().route("/", &guest("burrow-guest")).start();
+    let r = no_db.get("/api/health/");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["database"], "unavailable");
+}
