@@ -1,39 +1,60 @@
-//! The reference application: burrow's template for a handler component.
+//! The reference application: a Django REST Framework–compatible API on
+//! Django's own tables, as a burrow guest. It is the template to copy for
+//! your own handlers.
 //!
-//! Routes:
-//! - `GET /hello` → a greeting;
-//! - `* /echo` → JSON describing the request (method, path, decoded query,
-//!   headers, body as text);
-//! - `* /echo/raw` → the request body, byte for byte;
-//! - `GET /api/health/` → `{"status": "ok", "database": "ok"}` after a real
-//!   `SELECT 1` through the host's pool and tunnel (503 if it fails).
-//!
-//! Everything else → 404 `{"detail": "Not found."}`, as Django REST
-//! Framework answers.
+//! | route | view |
+//! | --- | --- |
+//! | `POST /api/token/` | `{username, password}` → `{refresh, access}` (simplejwt) |
+//! | `POST /api/token/refresh/` | `{refresh}` → `{access}` |
+//! | `POST /api/users/` | register |
+//! | `GET /api/users/me/` | the current user |
+//! | `GET, POST /api/items/` | list (paginated), create |
+//! | `GET, PUT, PATCH, DELETE /api/items/{id}/` | retrieve, update, partial update, delete |
+//! | `GET /api/health/` | `{"status": "ok", "database": "ok"}` after a real query |
+//! | `GET /hello`, `* /echo`, `* /echo/raw` | diagnostics |
 
-use burrow_sdk::wstd;
-use burrow_sdk::{query, settings};
-use wstd::http::{Body, Error, Request, Response, StatusCode};
+mod api;
+mod auth;
+
+use burrow_sdk::db;
+use burrow_sdk::web::{ApiError, Request, Response, Router};
+use burrow_sdk::{query, settings, wstd};
+use serde_json::json;
 
 #[wstd::http_server]
-async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
-    match req.uri().path() {
-        "/hello" | "/hello/" => Ok(text(StatusCode::OK, "Hello from burrow!\n")),
-        "/echo" | "/echo/" => echo(req).await,
-        "/echo/raw" => echo_raw(req),
-        "/api/health/" | "/api/health" => Ok(health()),
-        _ => Ok(json(
-            StatusCode::NOT_FOUND,
-            &serde_json::json!({ "detail": "Not found." }),
-        )),
-    }
+async fn main(
+    req: wstd::http::Request<wstd::http::Body>,
+) -> Result<wstd::http::Response<wstd::http::Body>, wstd::http::Error> {
+    let router = Router::new()
+        .post("/api/token/", api::obtain_token)
+        .post("/api/token/refresh/", api::refresh_token)
+        .post("/api/users/", api::register)
+        .get("/api/users/me/", api::me)
+        .get("/api/items/", api::list_items)
+        .post("/api/items/", api::create_item)
+        .get("/api/items/{id}/", api::get_item)
+        .put("/api/items/{id}/", api::update_item)
+        .patch("/api/items/{id}/", api::update_item)
+        .delete("/api/items/{id}/", api::delete_item)
+        .get("/api/health/", health)
+        .get("/hello", hello)
+        .route("GET", "/echo", echo)
+        .route("POST", "/echo", echo)
+        .route("PUT", "/echo", echo)
+        .route("PATCH", "/echo", echo)
+        .route("DELETE", "/echo", echo)
+        .route("POST", "/echo/raw", echo_raw)
+        .route("PUT", "/echo/raw", echo_raw);
+    Ok(router.serve(req).await)
 }
 
-async fn echo(req: Request<Body>) -> Result<Response<Body>, Error> {
-    let (parts, mut body) = req.into_parts();
-    let bytes = body.contents().await?.to_vec();
-    let query = parts.uri.query().map(query::parse).unwrap_or_default();
-    let headers: Vec<(String, String)> = parts
+fn hello(_: &Request) -> Result<Response, ApiError> {
+    Ok(Response::text(200, "Hello from burrow!\n"))
+}
+
+/// Describes the request: method, path, decoded query, headers, body.
+fn echo(req: &Request) -> Result<Response, ApiError> {
+    let headers: Vec<(String, String)> = req
         .headers
         .iter()
         .map(|(k, v)| {
@@ -43,66 +64,50 @@ async fn echo(req: Request<Body>) -> Result<Response<Body>, Error> {
             )
         })
         .collect();
-    let doc = serde_json::json!({
-        "method": parts.method.as_str(),
-        "path": parts.uri.path(),
-        "query": query,
-        "headers": headers,
-        "body": String::from_utf8_lossy(&bytes),
-        "body_bytes": bytes.len(),
-        "debug": settings::debug(),
-    });
-    Ok(json(StatusCode::OK, &doc))
+    Ok(Response::json(
+        200,
+        &json!({
+            "method": req.method,
+            "path": req.path,
+            "query": query::parse(&req.query_string),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&req.body),
+            "body_bytes": req.body.len(),
+            "debug": settings::debug(),
+        }),
+    ))
 }
 
-/// Streams the body back as it arrives.
-fn echo_raw(req: Request<Body>) -> Result<Response<Body>, Error> {
-    let (parts, body) = req.into_parts();
-    let mut response = Response::new(body);
-    if let Some(ct) = parts.headers.get("content-type") {
-        response.headers_mut().insert("content-type", ct.clone());
+/// The body back, byte for byte.
+fn echo_raw(req: &Request) -> Result<Response, ApiError> {
+    let mut response = Response {
+        status: 200,
+        headers: Vec::new(),
+        body: req.body.clone(),
+    };
+    if let Some(ct) = req.header("content-type") {
+        response = response.with_header("content-type", ct);
     }
     Ok(response)
 }
 
-fn health() -> Response<Body> {
-    use burrow_sdk::bindings::burrow::db::{sql, types::Error};
-    match sql::query("SELECT 1", &[]) {
-        Ok(_) => json(
-            StatusCode::OK,
-            &serde_json::json!({ "status": "ok", "database": "ok" }),
-        ),
+fn health(_: &Request) -> Result<Response, ApiError> {
+    match db::query("SELECT 1", &[]) {
+        Ok(_) => Ok(Response::json(
+            200,
+            &json!({ "status": "ok", "database": "ok" }),
+        )),
         Err(e) => {
             let kind = match &e {
-                Error::Unavailable(_) => "unavailable",
-                Error::Timeout(_) => "timeout",
-                Error::Query(_) => "query error",
-                Error::BadParameter(_) => "bad parameter",
-                Error::TooLarge(_) => "too large",
+                db::DbError::Host(db::WitError::Unavailable(_)) => "unavailable",
+                db::DbError::Host(db::WitError::Timeout(_)) => "timeout",
+                _ => "error",
             };
-            let mut doc = serde_json::json!({ "status": "error", "database": kind });
+            let mut doc = json!({ "status": "error", "database": kind });
             if settings::debug() {
-                doc["error"] = serde_json::Value::String(format!("{e:?}"));
+                doc["error"] = json!(e.to_string());
             }
-            json(StatusCode::SERVICE_UNAVAILABLE, &doc)
+            Ok(Response::json(503, &doc))
         }
     }
-}
-
-fn text(status: StatusCode, body: &str) -> Response<Body> {
-    let mut response = Response::new(body.to_string().into());
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert("content-type", "text/plain; charset=utf-8".parse().unwrap());
-    response
-}
-
-fn json(status: StatusCode, doc: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(doc.to_string().into());
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    response
 }

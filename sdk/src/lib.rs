@@ -1,10 +1,12 @@
 //! The guest side of burrow: what a handler component needs beyond
 //! `wstd`'s `#[wstd::http_server]`.
 //!
-//! - [`bindings`]: the generated imports of `wit/db.wit` (`burrow:db/sql`,
-//!   `wasi:config/store`);
+//! - [`web`]: a router with path parameters and methods, requests with
+//!   decoded query and JSON body, JSON responses and DRF-style errors;
+//! - [`db`]: typed parameters and rows, transactions as a closure;
 //! - [`settings`]: the host's settings (`debug`, `secret_key`, `[app]`);
-//! - [`query`]: query-string decoding as browsers and Django do it.
+//! - [`query`]: query-string decoding as browsers and Django do it;
+//! - [`bindings`]: the raw generated imports of `wit/db.wit`.
 //!
 //! A handler is an ordinary `wstd` HTTP server:
 //!
@@ -20,8 +22,10 @@
 
 pub use wstd;
 
+pub mod db;
 pub mod query;
 pub mod settings;
+pub mod web;
 
 /// Generated bindings for the `burrow:db/imports` world.
 pub mod bindings {
@@ -29,5 +33,6 @@ pub mod bindings {
         path: "../wit",
         world: "burrow:db/imports",
         generate_all,
+        additional_derives: [PartialEq],
     });
 }

@@ -18,12 +18,21 @@ pub fn parse(query: &str) -> Vec<(String, String)> {
 
 /// Percent-decodes one component, with `+` as a space.
 pub fn decode(text: &str) -> String {
+    decode_with(text, true)
+}
+
+/// Percent-decodes a path segment: `+` stays `+` there.
+pub fn decode_path(text: &str) -> String {
+    decode_with(text, false)
+}
+
+fn decode_with(text: &str, plus_is_space: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
@@ -68,5 +77,6 @@ mod tests {
         assert_eq!(decode("%4"), "%4");
         assert_eq!(decode("%zz"), "%zz");
         assert_eq!(decode("%ff"), "\u{fffd}");
+        assert_eq!(decode_path("a+b%20c"), "a+b c");
     }
 }

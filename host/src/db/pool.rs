@@ -26,6 +26,8 @@ const ER_STATEMENT_TIMEOUT_MARIADB: u16 = 1969;
 pub struct Db {
     /// The connection pool; cheap to clone, shared by every request.
     pool: Pool,
+    /// Stops statements on connections that were abandoned.
+    killer: Arc<Killer>,
     /// Limits and timeouts.
     config: DbConfig,
     /// Where the pool connects, for messages.
@@ -44,8 +46,13 @@ impl Db {
                 .with_reset_connection(true)
                 .with_inactive_connection_ttl(Duration::from_secs(60)),
         );
+        let killer = Arc::new(Killer {
+            opts: Opts::from(connect_opts(&config, &host, port)),
+            slots: tokio::sync::Semaphore::new(KILLERS),
+        });
         Arc::new(Db {
             pool: Pool::new(Opts::from(opts)),
+            killer,
             target: format!("{host}:{port}"),
             config,
         })
@@ -62,7 +69,7 @@ impl Db {
         match tokio::time::timeout(self.config.acquire_timeout, self.pool.get_conn()).await {
             Ok(Ok(conn)) => Ok(Guarded {
                 conn: Some(conn),
-                pool: self.pool.clone(),
+                killer: Arc::clone(&self.killer),
                 clean: true,
             }),
             Ok(Err(e)) => Err(map_error(e, &self.target)),
@@ -211,7 +218,8 @@ async fn read_rows<P: mysql_async::prelude::Protocol>(
 /// short) it is killed on the server and discarded.
 pub struct Guarded {
     conn: Option<Conn>,
-    pool: Pool,
+    /// Used when the connection is abandoned mid-statement.
+    killer: Arc<Killer>,
     /// False while a statement is in flight or after one was abandoned.
     clean: bool,
 }
@@ -265,18 +273,15 @@ impl Drop for Guarded {
             drop(conn);
             return;
         }
-        // Unknown state: stop whatever it runs on the server, then close it.
-        let pool = self.pool.clone();
+        // Unknown state: close it, and stop whatever it still runs on the
+        // server (the server may not notice the disconnect until it writes).
+        let killer = Arc::clone(&self.killer);
         let id = conn.id();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
                     let _ = conn.disconnect().await;
-                    if let Ok(Ok(mut killer)) =
-                        tokio::time::timeout(Duration::from_secs(5), pool.get_conn()).await
-                    {
-                        let _ = killer.query_drop(format!("KILL QUERY {id}")).await;
-                    }
+                    killer.kill_query(id).await;
                 });
             }
             Err(_) => drop(conn),
@@ -285,6 +290,32 @@ impl Drop for Guarded {
             connection_id = id,
             "discarded a database connection in an unknown state"
         );
+    }
+}
+
+/// Kill requests go through connections of their own, never the pool's:
+/// a pool of one must not wait behind its own clean-up.
+struct Killer {
+    opts: Opts,
+    /// Kills in flight at once.
+    slots: tokio::sync::Semaphore,
+}
+
+/// Kill connections open at once.
+const KILLERS: usize = 2;
+
+impl Killer {
+    async fn kill_query(&self, id: u32) {
+        let Ok(_slot) = self.slots.acquire().await else {
+            return;
+        };
+        let attempt = async {
+            let mut conn = Conn::new(self.opts.clone()).await?;
+            // "Unknown thread id" just means it had already ended.
+            let _ = conn.query_drop(format!("KILL QUERY {id}")).await;
+            conn.disconnect().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), attempt).await;
     }
 }
 

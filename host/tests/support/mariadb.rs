@@ -120,8 +120,19 @@ impl MariaDb {
     /// Runs SQL as root through the Unix socket, as the `mariadb` CLI
     /// shows it (tab-separated, no headers); panics on error.
     pub fn sql(&self, sql: &str) -> String {
-        self.try_sql(sql)
-            .unwrap_or_else(|| panic!("mariadb CLI failed for: {sql}"))
+        self.try_sql(sql).unwrap_or_else(|| {
+            let out = Command::new("mariadb")
+                .args(["--no-defaults", "-uroot"])
+                .arg(format!("--socket={}", self.socket.display()))
+                .arg("-e")
+                .arg(sql)
+                .output()
+                .unwrap();
+            panic!(
+                "mariadb CLI failed for: {sql}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
     }
 
     pub fn try_sql(&self, sql: &str) -> Option<String> {
@@ -140,7 +151,6 @@ impl MariaDb {
             .output()
             .ok()?;
         if !out.status.success() {
-            eprintln!("mariadb: {}", String::from_utf8_lossy(&out.stderr));
             return None;
         }
         Some(String::from_utf8(out.stdout).unwrap())
