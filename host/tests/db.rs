@@ -303,6 +303,14 @@ fn transactions_commit_roll_back_and_survive_a_trapping_guest() {
         json!(0),
         "no transaction left open"
     );
+    // A transaction begun after a plain query in the same request, on a
+    // pool of one, uses the request's connection instead of waiting.
+    let (status, body) = call(
+        &server,
+        "/tx",
+        json!({ "before": "SELECT 1", "steps": [{ "op": "query", "sql": "SELECT 1" }, { "op": "rollback" }] }),
+    );
+    assert_eq!(status, 200, "{body}");
     // Uncommitted work is invisible to others while it is open.
     let (status, body) = call(
         &server,
@@ -582,4 +590,36 @@ fn the_reference_apps_health_route_makes_a_real_round_trip() {
     let r = no_db.get("/api/health/");
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["database"], "unavailable");
+}
+
+#[test]
+fn session_state_never_leaks_into_the_next_request() {
+    let db = MariaDb::shared();
+    db.sql("DROP TABLE IF EXISTS app.leak_t");
+    db.sql("CREATE TABLE app.leak_t (id INT PRIMARY KEY)");
+    let sshd = Sshd::start();
+    let server = burrow_via(&sshd, db.port).env("DB_POOL_MAX", "1").start();
+    execute(&server, "SET @leak = 42", json!([]));
+    let rows = query(
+        &server,
+        "SELECT @leak AS v, @@in_transaction AS t",
+        json!([]),
+    );
+    assert_eq!(
+        rows["rows"][0][0]["t"], "null",
+        "a user variable must not survive its request"
+    );
+    // A transaction opened by hand, outside the transaction API, and left open.
+    execute(&server, "START TRANSACTION", json!([]));
+    let rows = query(&server, "SELECT @@in_transaction", json!([]));
+    assert_eq!(rows["rows"][0][0]["v"], json!(0));
+    // Plain statements keep the connection (and its speed).
+    for _ in 0..5 {
+        execute(
+            &server,
+            "INSERT INTO app.leak_t SELECT COALESCE(MAX(id), 0) + 1 FROM app.leak_t",
+            json!([]),
+        );
+    }
+    assert_eq!(db.sql("SELECT COUNT(*) FROM app.leak_t"), "5\n");
 }

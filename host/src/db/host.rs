@@ -23,6 +23,11 @@ pub struct DbState {
     statement_timeout: Duration,
     /// Open transactions, by resource handle.
     table: ResourceTable,
+    /// The connection this request's statements outside transactions use:
+    /// taken from the pool at the first statement and returned when the
+    /// request ends, as Django keeps one connection per request. Saves a
+    /// pool round trip (and a reset) per statement.
+    conn: Option<Guarded>,
 }
 
 /// A guest's open transaction: the connection reserved for it.
@@ -41,6 +46,22 @@ impl DbState {
             db,
             statement_timeout,
             table: ResourceTable::new(),
+            conn: None,
+        }
+    }
+
+    /// The request's connection, acquiring one if needed.
+    async fn conn(&mut self, db: &Db) -> Result<Guarded, Error> {
+        match self.conn.take() {
+            Some(conn) if conn.is_clean() => Ok(conn),
+            _ => db.conn().await,
+        }
+    }
+
+    /// Keeps `conn` for the next statement if it is still clean.
+    fn keep(&mut self, conn: Guarded) {
+        if conn.is_clean() {
+            self.conn = Some(conn);
         }
     }
 
@@ -71,13 +92,15 @@ impl sql::Host for DbState {
             Ok(db) => db,
             Err(e) => return Ok(Err(e)),
         };
-        let mut conn = match db.conn().await {
+        let mut conn = match self.conn(&db).await {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(db
+        let result = db
             .query(&mut conn, &statement, params, self.statement_timeout)
-            .await)
+            .await;
+        self.keep(conn);
+        Ok(result)
     }
 
     async fn execute(
@@ -89,13 +112,15 @@ impl sql::Host for DbState {
             Ok(db) => db,
             Err(e) => return Ok(Err(e)),
         };
-        let mut conn = match db.conn().await {
+        let mut conn = match self.conn(&db).await {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(db
+        let result = db
             .execute(&mut conn, &statement, params, self.statement_timeout)
-            .await)
+            .await;
+        self.keep(conn);
+        Ok(result)
     }
 
     async fn begin(
@@ -106,7 +131,9 @@ impl sql::Host for DbState {
             Ok(db) => db,
             Err(e) => return Ok(Err(e)),
         };
-        let mut conn = match db.conn().await {
+        // The request's own connection if it has one: a pool of one must
+        // not deadlock on a transaction begun after a plain query.
+        let mut conn = match self.conn(&db).await {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
@@ -180,6 +207,9 @@ impl sql::HostTransaction for DbState {
             .await
             .map(|_| ());
         tx.open = result.is_err();
+        if result.is_ok() {
+            tx.conn.session_restored();
+        }
         Ok(result)
     }
 
@@ -207,6 +237,9 @@ async fn rollback(db: Option<Arc<Db>>, mut tx: Transaction) -> Result<(), Error>
         .await
         .map(|_| ());
     tx.open = result.is_err();
+    if result.is_ok() {
+        tx.conn.session_restored();
+    }
     result
 }
 

@@ -1,7 +1,7 @@
 //! Exposes `burrow:db` over HTTP for the host's database tests.
 //!
 //! - `POST /query` and `POST /execute`: `{"sql": "...", "params": [V, ...]}`;
-//! - `POST /tx`: `{"isolation": null | "serializable" | ..., "steps": [...]}`,
+//! - `POST /tx`: `{"isolation": null | "serializable" | ..., "before": sql?, "steps": [...]}`,
 //!   each step `{"op": "query" | "execute", "sql", "params"}`, or
 //!   `{"op": "commit" | "rollback" | "drop" | "trap"}`;
 //! - `GET /ping`: `SELECT 1`.
@@ -77,6 +77,10 @@ fn transaction(input: &Json) -> Result<Json, Failure> {
         Some("serializable") => Some(Isolation::Serializable),
         Some(other) => return Err(Failure::Input(format!("unknown isolation {other}"))),
     };
+    // A plain statement first, when asked, on the request's connection.
+    if let Some(before) = input["before"].as_str() {
+        sql::query(before, &[])?;
+    }
     let mut tx = Some(sql::begin(isolation)?);
     let mut out = Vec::new();
     for step in input["steps"].as_array().cloned().unwrap_or_default() {
