@@ -690,8 +690,11 @@ fn database_config(file: FileDatabase, env: &impl Env) -> Result<Option<DbConfig
         port,
         pool_min,
         pool_max,
-        acquire_timeout: opt_duration("database.acquire_timeout", &file.acquire_timeout)?
-            .unwrap_or(DEFAULT_ACQUIRE_TIMEOUT),
+        acquire_timeout: match env.var("DB_ACQUIRE_TIMEOUT") {
+            Some(t) => parse_duration("DB_ACQUIRE_TIMEOUT", &t)?,
+            None => opt_duration("database.acquire_timeout", &file.acquire_timeout)?
+                .unwrap_or(DEFAULT_ACQUIRE_TIMEOUT),
+        },
         statement_timeout: match env.var("DB_STATEMENT_TIMEOUT") {
             Some(t) => parse_duration("DB_STATEMENT_TIMEOUT", &t)?,
             None => opt_duration("database.statement_timeout", &file.statement_timeout)?

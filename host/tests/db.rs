@@ -454,7 +454,12 @@ fn results_over_the_limit_are_too_large_not_out_of_memory() {
 fn clients_hanging_up_mid_query_never_leak_results_into_later_requests() {
     let db = MariaDb::shared();
     let sshd = Sshd::start();
-    let server = burrow_via(&sshd, db.port).env("DB_POOL_MAX", "1").start();
+    // Each abandoned query costs its connection (killed and discarded): allow
+    // a loaded machine time to open the next one through the bastion.
+    let server = burrow_via(&sshd, db.port)
+        .env("DB_POOL_MAX", "1")
+        .env("DB_ACQUIRE_TIMEOUT", "15s")
+        .start();
     for i in 0..200i64 {
         let body =
             json!({ "sql": "SELECT SLEEP(0.02), ?", "params": [v("int", json!(i))] }).to_string();
