@@ -30,7 +30,10 @@ async fn main() {
         .prefer_socket(false)
         .pool_opts(
             mysql_async::PoolOpts::default()
-                .with_constraints(mysql_async::PoolConstraints::new(1, 16).unwrap()),
+                .with_constraints(mysql_async::PoolConstraints::new(1, 16).unwrap())
+                // As burrow's pool: no reset on every return (through a
+                // bastion that costs a reconnect per request).
+                .with_reset_connection(false),
         );
         Arc::new(mysql_async::Pool::new(opts))
     });
