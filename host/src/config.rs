@@ -33,6 +33,16 @@ pub const DEFAULT_MAX_REQUESTS: usize = 256;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time in-flight requests get to finish after SIGTERM/SIGINT.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Where the admin API listens unless told otherwise: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8001";
+/// How long a component file must stay unchanged before it is loaded.
+pub const DEFAULT_WATCH_DEBOUNCE: Duration = Duration::from_millis(250);
+/// Connections held open at once; one more is answered 503 and closed.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Largest request head (request line and headers); larger gets 431.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Most headers in one request; more gets 431.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "burrow.toml";
 
@@ -88,6 +98,28 @@ pub struct Config {
     pub tunnel: Option<TunnelConfig>,
     /// The database; `None` when `DB_NAME` is not set.
     pub database: Option<DbConfig>,
+    /// The admin API; `listen` is `None` when it is turned off.
+    pub admin: AdminConfig,
+    /// Reloading components when their files change.
+    pub watch: WatchConfig,
+}
+
+/// The admin listener (`BURROW_ADMIN_LISTEN`, `BURROW_ADMIN_TOKEN`).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Where it listens; `None` (`off`) disables it.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token required by every admin endpoint except health and
+    /// readiness; mandatory when `listen` is not a loopback address.
+    pub token: Option<Secret>,
+}
+
+/// The component file watcher (`BURROW_WATCH`, `BURROW_WATCH_DEBOUNCE`).
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    pub enabled: bool,
+    /// Quiet time after the last change before the file is read.
+    pub debounce: Duration,
 }
 
 /// The MySQL database, from the seed's `DB_*` settings.
@@ -112,6 +144,20 @@ pub struct DbConfig {
     /// Result limits before `too-large`.
     pub max_rows: usize,
     pub max_result_bytes: usize,
+}
+
+impl DbConfig {
+    /// Where the pool connects: `DB_HOST`/`DB_PORT` when set, else the
+    /// tunnel's local end (`tunnel`), else 127.0.0.1:3306.
+    pub fn address(&self, tunnel: Option<SocketAddr>) -> (String, u16) {
+        let host = self
+            .host
+            .clone()
+            .or_else(|| tunnel.map(|a| a.ip().to_string()))
+            .unwrap_or_else(|| "127.0.0.1".to_string());
+        let port = self.port.or(tunnel.map(|a| a.port())).unwrap_or(3306);
+        (host, port)
+    }
 }
 
 /// The SSH tunnel: like `ssh -N -L forward user@host -p port`.
@@ -195,6 +241,12 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+    /// Most headers in one request.
+    pub max_headers: usize,
 }
 
 /// One entry of the route table.
@@ -262,6 +314,22 @@ struct FileConfig {
     app: BTreeMap<String, toml::Value>,
     tunnel: Option<FileTunnel>,
     database: Option<FileDatabase>,
+    admin: Option<FileAdmin>,
+    watch: Option<FileWatch>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWatch {
+    enabled: Option<bool>,
+    debounce: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -302,6 +370,9 @@ struct FileLimits {
     max_requests: Option<usize>,
     header_timeout: Option<String>,
     shutdown_grace: Option<String>,
+    max_connections: Option<usize>,
+    max_header_bytes: Option<String>,
+    max_headers: Option<usize>,
     memory: Option<String>,
     deadline: Option<String>,
     max_body: Option<String>,
@@ -411,9 +482,36 @@ impl Config {
                 .unwrap_or(DEFAULT_HEADER_TIMEOUT),
             shutdown_grace: opt_duration("limits.shutdown_grace", &file_limits.shutdown_grace)?
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            max_connections: match env.var("BURROW_MAX_CONNECTIONS") {
+                Some(text) => text.trim().parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "BURROW_MAX_CONNECTIONS `{text}` is not valid: expected a whole number, e.g. 1024"
+                    )
+                })?,
+                None => file_limits
+                    .max_connections
+                    .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            },
+            max_header_bytes: match opt_size("limits.max_header_bytes", &file_limits.max_header_bytes)? {
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => DEFAULT_MAX_HEADER_BYTES,
+            },
+            max_headers: file_limits.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
         };
         if limits.max_requests == 0 {
             bail!("limits.max_requests must be at least 1");
+        }
+        if limits.max_connections == 0 {
+            bail!("limits.max_connections must be at least 1");
+        }
+        if limits.max_header_bytes < 8192 {
+            bail!(
+                "limits.max_header_bytes `{}` is too small: hyper needs at least 8KiB",
+                limits.max_header_bytes
+            );
+        }
+        if limits.max_headers == 0 {
+            bail!("limits.max_headers must be at least 1");
         }
         let default_memory =
             opt_size("limits.memory", &file_limits.memory)?.unwrap_or(DEFAULT_MEMORY_LIMIT);
@@ -489,6 +587,19 @@ impl Config {
 
         let tunnel = tunnel_config(file.tunnel.unwrap_or_default(), base_dir, env)?;
         let database = database_config(file.database.unwrap_or_default(), env)?;
+        let admin = admin_config(file.admin.unwrap_or_default(), base_dir, env)?;
+        let file_watch = file.watch.unwrap_or_default();
+        let watch = WatchConfig {
+            enabled: match env.var("BURROW_WATCH") {
+                Some(text) => parse_bool("BURROW_WATCH", &text)?,
+                None => file_watch.enabled.unwrap_or(true),
+            },
+            debounce: match env.var("BURROW_WATCH_DEBOUNCE") {
+                Some(text) => parse_duration("BURROW_WATCH_DEBOUNCE", &text)?,
+                None => opt_duration("watch.debounce", &file_watch.debounce)?
+                    .unwrap_or(DEFAULT_WATCH_DEBOUNCE),
+            },
+        };
 
         Ok(Config {
             listen,
@@ -500,6 +611,8 @@ impl Config {
             app,
             tunnel,
             database,
+            admin,
+            watch,
         })
     }
 
@@ -703,6 +816,57 @@ fn database_config(file: FileDatabase, env: &impl Env) -> Result<Option<DbConfig
         max_rows: file.max_rows.unwrap_or(DEFAULT_MAX_ROWS).max(1),
         max_result_bytes,
     }))
+}
+
+fn admin_config(file: FileAdmin, base_dir: &Path, env: &impl Env) -> Result<AdminConfig> {
+    let (key, text) = match env.var("BURROW_ADMIN_LISTEN") {
+        Some(text) => ("BURROW_ADMIN_LISTEN", text),
+        None => (
+            "admin.listen",
+            file.listen
+                .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string()),
+        ),
+    };
+    let listen = match text.trim() {
+        "off" | "" => None,
+        addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
+            anyhow::anyhow!(
+                "{key} `{text}` is not valid: expected IP:PORT, e.g. `127.0.0.1:8001`, or `off`"
+            )
+        })?),
+    };
+    let token = match (
+        env.var("BURROW_ADMIN_TOKEN").filter(|t| !t.is_empty()),
+        env.var("BURROW_ADMIN_TOKEN_FILE"),
+        file.token_file,
+    ) {
+        (Some(token), _, _) => Some(Secret::new(token)),
+        (None, Some(path), _) => Some(read_secret_file(
+            "BURROW_ADMIN_TOKEN_FILE",
+            Path::new(&path),
+        )?),
+        (None, None, Some(path)) => {
+            Some(read_secret_file("admin.token_file", &base_dir.join(path))?)
+        }
+        (None, None, None) => None,
+    };
+    if let Some(token) = &token
+        && token.expose().len() < 16
+    {
+        bail!(
+            "BURROW_ADMIN_TOKEN is too short: use at least 16 random characters, e.g. `openssl rand -hex 32`"
+        );
+    }
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && token.is_none()
+    {
+        bail!(
+            "{key} `{addr}` is not a loopback address, so the admin API needs a token: set \
+             BURROW_ADMIN_TOKEN (e.g. `openssl rand -hex 32`), or listen on 127.0.0.1"
+        );
+    }
+    Ok(AdminConfig { listen, token })
 }
 
 fn read_secret_file(key: &str, path: &Path) -> Result<Secret> {

@@ -8,21 +8,31 @@
 //! One module, one job; each knows only the one below it.
 //!
 //! - [`config`]: `burrow.toml` + environment + flags → one validated [`config::Config`].
-//! - [`serve`]: start-up in order (config → runtime → components → listener)
-//!   and shutdown on SIGTERM/SIGINT.
+//! - [`serve`]: start-up in order (admin → tunnel → pool → runtime →
+//!   components → listener), SIGHUP, and shutdown on SIGTERM/SIGINT.
 //! - [`server`]: the HTTP listener, limits, error responses, access log.
-//! - [`registry`]: the route table, longest prefix wins.
+//! - [`registry`]: the route table, longest prefix wins, and hot swaps of
+//!   each route's component version.
+//! - [`watch`]: notices changed component files and asks for a swap.
+//! - [`admin`]: the operator's listener: health, readiness, metrics,
+//!   routes, reload, upload, rollback.
+//! - [`metrics`]: request counters and the Prometheus text format.
 //! - [`runtime`]: wasmtime engine, linker, component cache, one sandboxed
 //!   call per request.
 //! - [`db`]: the `burrow:db/sql` import guests call.
 //! - [`tunnel`]: the SSH tunnel to the bastion (`ssh -N -L` in-process).
 //! - [`migrate`]: `burrow migrate`, versioned SQL files applied once.
+//! - [`check`]: `burrow check`, every start-up check as a checklist.
 
+pub mod admin;
+pub mod check;
 pub mod config;
 pub mod db;
+pub mod metrics;
 pub mod migrate;
 pub mod registry;
 pub mod runtime;
 pub mod serve;
 pub mod server;
 pub mod tunnel;
+pub mod watch;

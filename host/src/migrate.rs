@@ -46,13 +46,7 @@ pub async fn run(config: Config, dir: &Path, status_only: bool) -> Result<()> {
         Some(t) => Some(Tunnel::start(t).await?),
         None => None,
     };
-    let local = tunnel.as_ref().map(|t| t.local_addr());
-    let host = settings
-        .host
-        .clone()
-        .or_else(|| local.map(|a| a.ip().to_string()))
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let port = settings.port.or(local.map(|a| a.port())).unwrap_or(3306);
+    let (host, port) = settings.address(tunnel.as_ref().map(|t| t.local_addr()));
     let opts = Opts::from(crate::db::connect_opts(&settings, &host, port));
     let mut conn = Conn::new(opts).await.with_context(|| {
         format!(

@@ -1,6 +1,6 @@
 //! `serve.rs` is `burrow serve` and `burrow tunnel`: it builds the
-//! long-lived parts once, in order (tunnel → runtime → components →
-//! listener), and runs until SIGTERM or SIGINT. A failure at any step stops
+//! long-lived parts once, in order (admin listener → tunnel → pool →
+//! runtime → components → watcher → public listener), and runs until SIGTERM or SIGINT. A failure at any step stops
 //! start-up before the listener accepts anything.
 
 use std::sync::Arc;
@@ -9,27 +9,64 @@ use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
 use wasmtime_wasi_config::WasiConfigVariables;
 
-use crate::config::Config;
+use crate::admin::{self, AdminState};
+use crate::config::{Config, Overrides, ProcessEnv};
 use crate::db::Db;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::server::Server;
 use crate::tunnel::Tunnel;
+use crate::watch::Watcher;
 
 /// Runs the server described by `config` until a shutdown signal.
-pub async fn serve(config: Config) -> Result<()> {
+/// `overrides` are the command line's, re-applied when SIGHUP re-reads the
+/// config file.
+pub async fn serve(config: Config, overrides: Overrides) -> Result<()> {
     if config.routes.is_empty() {
         bail!(
             "no routes are configured: pass `--route /=app.wasm` or add a [[route]] \
              with `prefix` and `component` to burrow.toml"
         );
     }
-    // The tunnel first: if the database cannot be reached, nothing starts.
+    let metrics = Arc::new(Metrics::new());
+    let admin = AdminState::new(
+        config.admin.token.clone(),
+        Arc::clone(&metrics),
+        config.tunnel.is_some(),
+        config.database.is_some(),
+    );
+    // The admin listener first, so that readiness can say what start-up is
+    // waiting for; it stops when this function returns.
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = config.admin.listen {
+        let listener = admin::bind(addr).await?;
+        tracing::info!(
+            "admin API on http://{} ({})",
+            listener.local_addr()?,
+            if config.admin.token.is_some() {
+                "token required"
+            } else {
+                "no token: loopback only"
+            }
+        );
+        tokio::spawn(admin::run(Arc::clone(&admin), listener, async {
+            let _ = admin_stopped.await;
+        }));
+    }
+
+    // The tunnel next: if the database cannot be reached, nothing starts.
     let tunnel = match config.tunnel.clone() {
         Some(tunnel) => Some(Tunnel::start(tunnel).await?),
         None => None,
     };
+    if let Some(tunnel) = &tunnel {
+        admin.set_tunnel(tunnel.monitor());
+    }
     let db = connect_database(&config, tunnel.as_ref()).await;
+    if let Some(db) = &db {
+        admin.set_db(Arc::clone(db));
+    }
     let runtime = Arc::new(Runtime::new(
         config.limits.max_requests,
         config.max_memory_limit(),
@@ -38,6 +75,12 @@ pub async fn serve(config: Config) -> Result<()> {
         db,
     )?);
     let registry = Arc::new(Registry::load(&runtime, &config.routes).await?);
+    admin.set_registry(Arc::clone(&registry));
+    let _watcher = config
+        .watch
+        .enabled
+        .then(|| Watcher::start(Arc::clone(&registry), &config.watch));
+    let _sighup = reload_on_sighup(Arc::clone(&registry), overrides);
 
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -48,13 +91,70 @@ pub async fn serve(config: Config) -> Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!("burrow listening on http://{addr}");
 
-    let server = Server::new(registry, runtime, config.limits.clone(), config.debug);
-    server.run(listener, shutdown_signal()).await;
+    let server = Server::new(
+        registry,
+        runtime,
+        config.limits.clone(),
+        config.debug,
+        metrics,
+    );
+    let shutdown = async {
+        shutdown_signal().await;
+        admin.set_shutting_down();
+    };
+    server.run(listener, shutdown).await;
     if let Some(tunnel) = tunnel {
         tunnel.close().await;
     }
+    let _ = admin_stop.send(());
     tracing::info!("burrow stopped");
     Ok(())
+}
+
+/// Re-reads the configuration on every SIGHUP and applies its routes:
+/// added, removed and changed routes take effect at once; if anything is
+/// wrong nothing changes. Other settings need a restart. The task stops
+/// when the returned guard is dropped.
+fn reload_on_sighup(registry: Arc<Registry>, overrides: Overrides) -> AbortOnDrop {
+    use tokio::signal::unix::{SignalKind, signal};
+    AbortOnDrop(tokio::spawn(async move {
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP ({e}); routes reload only by restart");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!(
+                "SIGHUP: re-reading the configuration (routes only; other settings need a restart)"
+            );
+            let config = match Config::load(&overrides, &ProcessEnv) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::error!("SIGHUP: configuration not applied, routes unchanged: {e:#}");
+                    continue;
+                }
+            };
+            if config.routes.is_empty() {
+                tracing::error!("SIGHUP: the new configuration has no routes; routes unchanged");
+                continue;
+            }
+            match registry.apply(&config.routes).await {
+                Ok(summary) => tracing::info!("SIGHUP: {summary}"),
+                Err(e) => tracing::error!("SIGHUP: routes unchanged: {e:#}"),
+            }
+        }
+    }))
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `burrow tunnel`: only the forward, in the foreground, like `ssh -N -L`,
@@ -79,12 +179,7 @@ pub async fn tunnel(config: Config) -> Result<()> {
 async fn connect_database(config: &Config, tunnel: Option<&Tunnel>) -> Option<Arc<Db>> {
     let settings = config.database.clone()?;
     let local = tunnel.map(|t| t.local_addr());
-    let host = settings
-        .host
-        .clone()
-        .or_else(|| local.map(|a| a.ip().to_string()))
-        .unwrap_or_else(|| "127.0.0.1".to_string());
-    let port = settings.port.or(local.map(|a| a.port())).unwrap_or(3306);
+    let (host, port) = settings.address(local);
     if let Some(local) = local
         && (host != local.ip().to_string() || port != local.port())
     {

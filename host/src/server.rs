@@ -29,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Limits;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::{GuestFailure, Runtime};
 
@@ -44,10 +45,15 @@ pub struct Server {
     runtime: Arc<Runtime>,
     /// Listener-wide limits.
     limits: Limits,
-    /// Error responses carry details when true.
+    /// Error responses carry details, and responses name the component
+    /// version, when true.
     debug: bool,
+    /// Request counters; the admin API renders them.
+    metrics: Arc<Metrics>,
     /// One permit per request in flight; none left → 503.
     permits: Arc<Semaphore>,
+    /// One permit per open connection; none left → 503 and close.
+    connection_permits: Arc<Semaphore>,
     /// Source of request ids.
     ids: RequestIds,
 }
@@ -58,13 +64,16 @@ impl Server {
         runtime: Arc<Runtime>,
         limits: Limits,
         debug: bool,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(limits.max_requests)),
+            connection_permits: Arc::new(Semaphore::new(limits.max_connections)),
             registry,
             runtime,
             limits,
             debug,
+            metrics,
             ids: RequestIds::new(),
         })
     }
@@ -79,10 +88,17 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let server = Arc::clone(&self);
-                        connections.spawn(server.serve_connection(stream, peer, stop_rx.clone()));
-                    }
+                    Ok((stream, peer)) => match Arc::clone(&self.connection_permits).try_acquire_owned() {
+                        Ok(permit) => {
+                            let server = Arc::clone(&self);
+                            connections.spawn(server.serve_connection(stream, peer, stop_rx.clone(), permit));
+                        }
+                        // Full: say so and close, rather than queue without bound.
+                        Err(_) => {
+                            tracing::warn!(%peer, limit = self.limits.max_connections, "connection limit reached; answering 503");
+                            connections.spawn(refuse_connection(stream));
+                        }
+                    },
                     Err(e) => {
                         // Typically EMFILE: back off instead of spinning.
                         tracing::warn!("accept failed: {e}");
@@ -118,6 +134,7 @@ impl Server {
         stream: TcpStream,
         peer: SocketAddr,
         mut stop: watch::Receiver<bool>,
+        _permit: OwnedSemaphorePermit,
     ) {
         // Responses are written whole or in guest-sized chunks: don't let
         // Nagle hold the last segment back.
@@ -130,7 +147,12 @@ impl Server {
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
+            // Armed for every request head, the first and each keep-alive
+            // one: a client that sends nothing, or a byte at a time, is cut.
             .header_read_timeout(self.limits.header_timeout)
+            // A larger head, or more headers, get 431 from hyper.
+            .max_buf_size(self.limits.max_header_bytes)
+            .max_headers(self.limits.max_headers)
             .serve_connection(TokioIo::new(stream), service);
         tokio::pin!(conn);
         let result = tokio::select! {
@@ -155,7 +177,9 @@ impl Server {
             .ids
             .for_request(req.headers().get("x-request-id"))
             .into();
+        self.metrics.request_started();
         let mut log = AccessLog {
+            metrics: Arc::clone(&self.metrics),
             request_id: Arc::clone(&id),
             method: req.method().clone(),
             path: req.uri().path().to_string(),
@@ -164,14 +188,18 @@ impl Server {
             started,
         };
 
-        let Some(route) = self.registry.route_for(req.uri().path()) else {
+        // The table and the version are taken once: a swap during this
+        // request does not change what serves it.
+        let table = self.registry.table();
+        let Some(route) = table.route_for(req.uri().path()) else {
             let detail = format!("No route serves `{}`.", req.uri().path());
             return log.finish(
                 error_response(StatusCode::NOT_FOUND, "Not found.", Some(&detail), &id),
                 None,
             );
         };
-        log.route = Some(Arc::clone(&route.component.route));
+        let version = route.current();
+        log.route = Some(Arc::clone(&version.component.route));
 
         if let Some(len) = content_length(&req)
             && len > route.config.max_body
@@ -214,9 +242,10 @@ impl Server {
         let max_body = usize::try_from(route.config.max_body).unwrap_or(usize::MAX);
         let req = req.map(|body| Limited::new(body, max_body).map_err(body_error));
 
-        let response = match self
+        version.record_request();
+        let mut response = match self
             .runtime
-            .call(&route.component, route.limits(), Arc::clone(&id), req)
+            .call(&version.component, route.limits(), Arc::clone(&id), req)
             .await
         {
             Ok(response) => {
@@ -224,14 +253,25 @@ impl Server {
                     body.map_err(|e| -> BoxError { format!("guest body: {e:?}").into() })
                         .boxed_unsync()
                 });
+                drop_hop_by_hop(response.headers_mut(), &id, &route.config.name);
                 if let Ok(value) = HeaderValue::from_str(&id) {
                     response.headers_mut().insert("x-request-id", value);
                 }
                 response
             }
             // Already logged by the runtime, with the request id.
-            Err(failure) => self.failure_response(&failure, &id),
+            Err(failure) => {
+                self.metrics
+                    .record_failure(&route.config.name, failure.kind());
+                self.failure_response(&failure, &id)
+            }
         };
+        if self.debug
+            && let Ok(value) =
+                HeaderValue::from_str(&format!("{}@{}", route.config.name, version.short()))
+        {
+            response.headers_mut().insert("x-burrow-component", value);
+        }
         log.finish(response, Some(permit))
     }
 
@@ -260,6 +300,58 @@ impl Server {
         }
         response
     }
+}
+
+/// Headers that describe one hop's connection, not the response: hyper
+/// frames the response itself, so a guest's are dropped.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+];
+
+/// Removes hop-by-hop headers, and a `Content-Length` that is not one
+/// plain number, from a guest's response, logging each.
+fn drop_hop_by_hop(headers: &mut http::HeaderMap, id: &str, route: &str) {
+    for name in HOP_BY_HOP {
+        if headers.remove(name).is_some() {
+            tracing::warn!(request_id = %id, route, "dropped the `{name}` header the guest set: the server frames responses itself");
+        }
+    }
+    let lengths: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    let valid = match lengths.as_slice() {
+        [] => true,
+        [one] => one
+            .to_str()
+            .is_ok_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())),
+        _ => false,
+    };
+    if !valid {
+        headers.remove(header::CONTENT_LENGTH);
+        tracing::warn!(request_id = %id, route, "dropped an invalid `content-length` the guest set");
+    }
+}
+
+/// Answers a connection over the limit with 503 and closes it.
+async fn refuse_connection(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str =
+        r#"{"detail": "The server is at its limit of open connections; retry shortly."}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 /// Resolves once shutdown has been signalled (or the sender is gone).
@@ -318,6 +410,8 @@ pub fn error_response(
 
 /// The one access-log line of a request, written when its body is done.
 struct AccessLog {
+    /// Fed when the line is written.
+    metrics: Arc<Metrics>,
     request_id: Arc<str>,
     method: Method,
     path: String,
@@ -349,7 +443,10 @@ impl AccessLog {
     }
 
     fn write(&self, bytes: u64, error: Option<&str>) {
-        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .request_finished(self.route.as_deref(), self.status, elapsed);
+        let ms = elapsed.as_secs_f64() * 1000.0;
         let route = self.route.as_deref().unwrap_or("-");
         match error {
             None => tracing::info!(

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
-use support::mariadb::{DB_NAME, DB_PASSWORD, DB_USER, MariaDb};
+use support::mariadb::{DB_NAME, MariaDb};
 use support::sshd::Sshd;
 use support::{Burrow, config_file, guest, request};
 
@@ -57,15 +57,7 @@ fn app(iterations: Option<u32>) -> App {
     let server = Burrow::builder()
         .arg("--config")
         .arg(cfg.display().to_string())
-        .env("SSH_HOST", "127.0.0.1")
-        .env("SSH_PORT", sshd.port.to_string())
-        .env("SSH_USER", &sshd.user)
-        .env("SSH_KEY", sshd.client_key.display().to_string())
-        .env("SSH_KNOWN_HOSTS", sshd.known_hosts().display().to_string())
-        .env("SSH_FORWARD", format!("0:127.0.0.1:{}", db.port))
-        .env("DB_NAME", DB_NAME)
-        .env("DB_USER", DB_USER)
-        .env("DB_PASSWORD", DB_PASSWORD)
+        .through(&sshd, db.port)
         .env("DJANGO_SECRET_KEY", SECRET)
         .start();
     App {

@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
-use support::mariadb::{DB_NAME, DB_PASSWORD, DB_USER, MariaDb};
+use support::mariadb::{DB_PASSWORD, MariaDb};
 use support::sshd::Sshd;
 use support::{Burrow, BurrowBuilder, guest, request};
 
@@ -15,15 +15,7 @@ use support::{Burrow, BurrowBuilder, guest, request};
 fn burrow_via(sshd: &Sshd, db_port: u16) -> BurrowBuilder {
     Burrow::builder()
         .route("/", &guest("dbprobe-guest"))
-        .env("SSH_HOST", "127.0.0.1")
-        .env("SSH_PORT", sshd.port.to_string())
-        .env("SSH_USER", &sshd.user)
-        .env("SSH_KEY", sshd.client_key.display().to_string())
-        .env("SSH_KNOWN_HOSTS", sshd.known_hosts().display().to_string())
-        .env("SSH_FORWARD", format!("0:127.0.0.1:{db_port}"))
-        .env("DB_NAME", DB_NAME)
-        .env("DB_USER", DB_USER)
-        .env("DB_PASSWORD", DB_PASSWORD)
+        .through(sshd, db_port)
 }
 
 fn call(server: &Burrow, path: &str, doc: Json) -> (u16, Json) {

@@ -3,7 +3,7 @@
 mod support;
 
 use support::Burrow;
-use support::mariadb::{DB_NAME, DB_PASSWORD, DB_USER, MariaDb};
+use support::mariadb::MariaDb;
 use support::sshd::Sshd;
 
 fn migrate(sshd: &Sshd, db: &MariaDb, dir: &std::path::Path, status: bool) -> (i32, String) {
@@ -11,15 +11,7 @@ fn migrate(sshd: &Sshd, db: &MariaDb, dir: &std::path::Path, status: bool) -> (i
         .subcommand("migrate")
         .arg("--dir")
         .arg(dir.display().to_string())
-        .env("SSH_HOST", "127.0.0.1")
-        .env("SSH_PORT", sshd.port.to_string())
-        .env("SSH_USER", &sshd.user)
-        .env("SSH_KEY", sshd.client_key.display().to_string())
-        .env("SSH_KNOWN_HOSTS", sshd.known_hosts().display().to_string())
-        .env("SSH_FORWARD", format!("0:127.0.0.1:{}", db.port))
-        .env("DB_NAME", DB_NAME)
-        .env("DB_USER", DB_USER)
-        .env("DB_PASSWORD", DB_PASSWORD);
+        .through(sshd, db.port);
     if status {
         b = b.arg("--status");
     }

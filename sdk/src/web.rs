@@ -286,7 +286,17 @@ impl Router {
         let (parts, mut body) = req.into_parts();
         let bytes = match body.contents().await {
             Ok(b) => b.to_vec(),
-            Err(_) => {
+            // The host cuts a body that outgrows the route's `max_body`
+            // (one sent chunked, with no length up front); wasi:http only
+            // hands the reason on as text.
+            Err(e) if format!("{e:#}").contains("body size exceeds") => {
+                return to_wstd(
+                    ApiError::new(413, json!({ "detail": "Request body too large." }))
+                        .into_response(),
+                );
+            }
+            Err(e) => {
+                eprintln!("the request body could not be read: {e:#}");
                 return to_wstd(
                     ApiError::new(
                         400,

@@ -7,6 +7,7 @@
 //! and discarded, never returned to the pool.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
@@ -32,6 +33,21 @@ pub struct Db {
     config: DbConfig,
     /// Where the pool connects, for messages.
     target: String,
+    /// Figures for `/_burrow/metrics`; `Guarded` holds the other half.
+    stats: Arc<PoolStats>,
+}
+
+/// What the pool has done, for metrics.
+#[derive(Default)]
+pub struct PoolStats {
+    /// Connections handed to requests and not yet returned.
+    in_use: AtomicI64,
+    /// Connections handed out since start-up.
+    acquired: AtomicU64,
+    /// Total time callers waited for them, in microseconds.
+    wait_micros: AtomicU64,
+    /// Callers that got none within the acquire timeout (or an error).
+    failed: AtomicU64,
 }
 
 impl Db {
@@ -59,6 +75,7 @@ impl Db {
             killer,
             target: format!("{host}:{port}"),
             config,
+            stats: Arc::default(),
         })
     }
 
@@ -70,13 +87,24 @@ impl Db {
     /// A connection, within the acquire timeout.
     pub async fn conn(&self) -> Result<Guarded, Error> {
         let started = Instant::now();
-        match tokio::time::timeout(self.config.acquire_timeout, self.pool.get_conn()).await {
-            Ok(Ok(conn)) => Ok(Guarded {
-                conn: Some(conn),
-                killer: Arc::clone(&self.killer),
-                clean: true,
-                session_changed: false,
-            }),
+        let got = tokio::time::timeout(self.config.acquire_timeout, self.pool.get_conn()).await;
+        let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.wait_micros.fetch_add(waited, Ordering::Relaxed);
+        if !matches!(got, Ok(Ok(_))) {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        match got {
+            Ok(Ok(conn)) => {
+                self.stats.acquired.fetch_add(1, Ordering::Relaxed);
+                self.stats.in_use.fetch_add(1, Ordering::Relaxed);
+                Ok(Guarded {
+                    conn: Some(conn),
+                    killer: Arc::clone(&self.killer),
+                    stats: Arc::clone(&self.stats),
+                    clean: true,
+                    session_changed: false,
+                })
+            }
             Ok(Err(e)) => Err(map_error(e, &self.target)),
             Err(_) => Err(Error::Unavailable(format!(
                 "no database connection within {} ms (pool of {} busy, or the database at {} is unreachable)",
@@ -85,6 +113,36 @@ impl Db {
                 self.target
             ))),
         }
+    }
+
+    /// Appends the pool's metrics to `out`.
+    pub fn render_metrics(&self, out: &mut crate::metrics::Exposition) {
+        let s = &self.stats;
+        out.gauge(
+            "burrow_db_pool_max",
+            "Connections the pool may open (DB_POOL_MAX).",
+            self.config.pool_max as f64,
+        );
+        out.gauge(
+            "burrow_db_connections_in_use",
+            "Pooled connections held by requests now.",
+            s.in_use.load(Ordering::Relaxed) as f64,
+        );
+        out.counter(
+            "burrow_db_acquired_total",
+            "Connections handed to requests.",
+            s.acquired.load(Ordering::Relaxed) as f64,
+        );
+        out.counter(
+            "burrow_db_acquire_wait_seconds_total",
+            "Time requests spent waiting for a connection.",
+            s.wait_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        );
+        out.counter(
+            "burrow_db_acquire_failures_total",
+            "Requests that got no connection (acquire timeout or database down).",
+            s.failed.load(Ordering::Relaxed) as f64,
+        );
     }
 
     /// `SELECT 1` through a pooled connection: the readiness probe.
@@ -227,6 +285,8 @@ pub struct Guarded {
     conn: Option<Conn>,
     /// Used when the connection is abandoned mid-statement.
     killer: Arc<Killer>,
+    /// Counts the connection in use until it is dropped.
+    stats: Arc<PoolStats>,
     /// False while a statement is in flight or after one was abandoned.
     clean: bool,
     /// A statement may have changed session state (variables, an open
@@ -284,6 +344,7 @@ impl Guarded {
 impl Drop for Guarded {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
+        self.stats.in_use.fetch_sub(1, Ordering::Relaxed);
         if self.clean && !self.session_changed {
             // Back to the pool, as it was.
             drop(conn);

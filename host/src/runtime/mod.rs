@@ -112,6 +112,20 @@ pub enum GuestFailure {
     Instantiate(String),
 }
 
+impl GuestFailure {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GuestFailure::Deadline(_) => "deadline",
+            GuestFailure::MemoryLimit(_) => "memory",
+            GuestFailure::Trap(_) => "trap",
+            GuestFailure::ErrorCode(_) => "error",
+            GuestFailure::NoResponse => "no_response",
+            GuestFailure::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
 impl std::fmt::Display for GuestFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -189,8 +203,22 @@ impl Runtime {
     pub async fn load(self: &Arc<Self>, route: &str, file: &Path) -> Result<LoadedComponent> {
         let bytes = std::fs::read(file)
             .with_context(|| format!("cannot read component file `{}`", file.display()))?;
+        self.load_bytes(route, bytes, &format!("`{}`", file.display()), file)
+            .await
+    }
+
+    /// Like [`Runtime::load`] for bytes that came from elsewhere (an
+    /// upload); `what` names them in errors, `file` is recorded as their
+    /// origin.
+    pub async fn load_bytes(
+        self: &Arc<Self>,
+        route: &str,
+        bytes: Vec<u8>,
+        what: &str,
+        file: &Path,
+    ) -> Result<LoadedComponent> {
         check_component_header(&bytes)
-            .with_context(|| format!("`{}` is not a usable component", file.display()))?;
+            .with_context(|| format!("{what} is not a usable component"))?;
         let sha256 = sha256_hex(&bytes);
         let started = Instant::now();
         let this = Arc::clone(self);
@@ -200,10 +228,10 @@ impl Runtime {
             tokio::task::spawn_blocking(move || this.cache.load(&this.engine, &bytes, &digest))
                 .await
                 .context("the compiler thread panicked")?
-                .with_context(|| format!("`{}` does not compile", file.display()))?;
+                .with_context(|| format!("{what} does not compile"))?;
         let pre = self
             .pre_instantiate(&component)
-            .with_context(|| format!("`{}` cannot be served", file.display()))?;
+            .with_context(|| format!("{what} cannot be served"))?;
         Ok(LoadedComponent {
             route: Arc::from(route),
             file: file.to_path_buf(),

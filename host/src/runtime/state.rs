@@ -104,6 +104,13 @@ type SendResult = wasmtime_wasi_http::Result<(
 )>;
 
 impl WasiHttpHooks for DenyOutbound {
+    // A guest may set any response header: hop-by-hop ones are dropped by
+    // the server with a log line, so a guest that sets `Connection` still
+    // gets its response out instead of failing on the header.
+    fn is_forbidden_header(&mut self, _name: &http::HeaderName) -> bool {
+        false
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,

@@ -78,6 +78,15 @@ pub fn check(text: &str, host: &str, port: u16, key: &PublicKey) -> Verdict {
     }
 }
 
+/// How many trusting (not `@revoked`) lines of `text` name `host:port`.
+pub fn entries_for(text: &str, host: &str, port: u16) -> usize {
+    let name = host_pattern(host, port);
+    text.lines()
+        .filter_map(Entry::parse)
+        .filter(|e| e.marker == Marker::None && e.matches_host(&name))
+        .count()
+}
+
 /// Reads `path` (a missing file knows no hosts) and checks `key`.
 pub fn check_file(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<Verdict> {
     let text = match std::fs::read_to_string(path) {

@@ -82,6 +82,71 @@ pub struct TunnelStatus {
     pub bytes_in: u64,
 }
 
+/// Loads and decrypts the configured key (and notes the agent) without
+/// connecting; returns what the tunnel would log in with.
+pub fn load_credentials(config: &TunnelConfig) -> Result<String> {
+    Ok(Credentials::load(config)?.describe())
+}
+
+/// Reads a tunnel's status from elsewhere (readiness, metrics); cheap to
+/// clone, and harmless once the tunnel is closed.
+#[derive(Clone)]
+pub struct TunnelMonitor(Arc<Shared>);
+
+impl TunnelMonitor {
+    pub fn status(&self) -> TunnelStatus {
+        self.0.status.lock().unwrap().clone()
+    }
+
+    /// Appends the tunnel's metrics to `out`.
+    pub fn render_metrics(&self, out: &mut crate::metrics::Exposition) {
+        let status = self.status();
+        out.header(
+            "burrow_tunnel_state",
+            "gauge",
+            "1 for the tunnel's current state (connecting, up, down).",
+        );
+        for state in [State::Connecting, State::Up, State::Down] {
+            let value = if state == status.state { 1.0 } else { 0.0 };
+            out.sample(
+                "burrow_tunnel_state",
+                &[("state", &state.to_string())],
+                value,
+            );
+        }
+        out.gauge(
+            "burrow_tunnel_up",
+            "1 while the SSH session is up.",
+            if status.state == State::Up { 1.0 } else { 0.0 },
+        );
+        out.counter(
+            "burrow_tunnel_reconnects_total",
+            "Sessions re-established after the first.",
+            status.reconnects as f64,
+        );
+        out.gauge(
+            "burrow_tunnel_channels_open",
+            "Forwarded connections open now.",
+            status.open_channels as f64,
+        );
+        out.header(
+            "burrow_tunnel_bytes_total",
+            "counter",
+            "Bytes carried by forwarded connections that have closed, by direction.",
+        );
+        out.sample(
+            "burrow_tunnel_bytes_total",
+            &[("direction", "out")],
+            status.bytes_out as f64,
+        );
+        out.sample(
+            "burrow_tunnel_bytes_total",
+            &[("direction", "in")],
+            status.bytes_in as f64,
+        );
+    }
+}
+
 /// A running tunnel. Dropping it stops the supervisor and the listener and
 /// ends the session.
 pub struct Tunnel {
@@ -172,6 +237,47 @@ impl Tunnel {
 
     pub fn status(&self) -> TunnelStatus {
         self.shared.status.lock().unwrap().clone()
+    }
+
+    /// Asks the bastion for one channel to the forward's target and closes
+    /// it again: proves the forward works without a client (`burrow check`).
+    pub async fn probe_forward(&self) -> Result<()> {
+        let session = self
+            .shared
+            .current
+            .lock()
+            .unwrap()
+            .clone()
+            .context("the SSH session is down")?;
+        let forward = &self.shared.config.forward;
+        let open = session.handle.channel_open_direct_tcpip(
+            forward.target_host.clone(),
+            u32::from(forward.target_port),
+            "127.0.0.1".to_string(),
+            0,
+        );
+        match tokio::time::timeout(self.shared.config.channel_open_timeout, open).await {
+            Ok(Ok(channel)) => {
+                let _ = channel.close().await;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(anyhow!(
+                "the bastion refused a channel to {}:{}: {e}",
+                forward.target_host,
+                forward.target_port
+            )),
+            Err(_) => Err(anyhow!(
+                "the bastion did not open a channel to {}:{} within {} s",
+                forward.target_host,
+                forward.target_port,
+                self.shared.config.channel_open_timeout.as_secs()
+            )),
+        }
+    }
+
+    /// A handle that reads the tunnel's status, for health and metrics.
+    pub fn monitor(&self) -> TunnelMonitor {
+        TunnelMonitor(Arc::clone(&self.shared))
     }
 
     /// Ends the session politely and stops every task.

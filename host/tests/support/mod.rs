@@ -44,7 +44,50 @@ pub fn shared_cache_dir() -> &'static Path {
 pub struct Burrow {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin listener, when the server logged one.
+    admin: Arc<Mutex<Option<SocketAddr>>>,
     log: Arc<Mutex<Vec<String>>>,
+    /// Secret values the server was given; none may appear in its log.
+    secrets: Vec<String>,
+}
+
+/// Settings whose values are secrets.
+const SECRET_SETTINGS: [&str; 4] = [
+    "DB_PASSWORD",
+    "DJANGO_SECRET_KEY",
+    "SSH_KEY_PASSPHRASE",
+    "BURROW_ADMIN_TOKEN",
+];
+
+/// The secret values in `env`: the secret settings, and the body of the
+/// private key file `SSH_KEY` names.
+fn secrets_in(env: &[(String, String)]) -> Vec<String> {
+    let mut secrets: Vec<String> = env
+        .iter()
+        .filter(|(k, v)| SECRET_SETTINGS.contains(&k.as_str()) && v.len() >= 4)
+        .map(|(_, v)| v.clone())
+        .collect();
+    if let Some((_, key)) = env.iter().find(|(k, _)| k == "SSH_KEY")
+        && let Ok(text) = std::fs::read_to_string(key)
+    {
+        secrets.extend(
+            text.lines()
+                .filter(|l| !l.starts_with("-----") && l.len() >= 40)
+                .map(str::to_string),
+        );
+    }
+    secrets
+}
+
+/// Panics if `log` contains any of `secrets`.
+pub fn assert_no_secrets(log: &str, secrets: &[String]) {
+    for secret in secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret value (starting `{}`) appears in the server's log",
+            &secret[..4]
+        );
+    }
 }
 
 /// Builder for a server: arguments, environment, working directory.
@@ -60,10 +103,14 @@ impl Burrow {
         BurrowBuilder {
             subcommand: None,
             args: Vec::new(),
-            env: vec![(
-                "BURROW_CACHE_DIR".into(),
-                shared_cache_dir().display().to_string(),
-            )],
+            env: vec![
+                (
+                    "BURROW_CACHE_DIR".into(),
+                    shared_cache_dir().display().to_string(),
+                ),
+                // Tests run in parallel: never the fixed default port.
+                ("BURROW_ADMIN_LISTEN".into(), "127.0.0.1:0".into()),
+            ],
         }
     }
 
@@ -82,6 +129,25 @@ impl Burrow {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// The admin API's address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+            .lock()
+            .unwrap()
+            .expect("this server logged no admin listener")
+    }
+
+    /// A request to the admin API.
+    pub fn admin_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> HttpResponse {
+        request(self.admin(), method, path, headers, body)
     }
 
     pub fn pid(&self) -> u32 {
@@ -114,6 +180,11 @@ impl Drop for Burrow {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every test doubles as a log scan: whatever it made the server do,
+        // no secret it was given may have been logged.
+        if !std::thread::panicking() {
+            assert_no_secrets(&self.log(), &self.secrets);
+        }
     }
 }
 
@@ -163,6 +234,21 @@ impl BurrowBuilder {
         cmd
     }
 
+    /// The tunnel and database settings that reach the MariaDB on
+    /// `db_port` only through `sshd`: as in production, the pool connects
+    /// to the tunnel's local end (a free port here).
+    pub fn through(self, sshd: &sshd::Sshd, db_port: u16) -> Self {
+        self.env("SSH_HOST", "127.0.0.1")
+            .env("SSH_PORT", sshd.port.to_string())
+            .env("SSH_USER", &sshd.user)
+            .env("SSH_KEY", sshd.client_key.display().to_string())
+            .env("SSH_KNOWN_HOSTS", sshd.known_hosts().display().to_string())
+            .env("SSH_FORWARD", format!("0:127.0.0.1:{db_port}"))
+            .env("DB_NAME", mariadb::DB_NAME)
+            .env("DB_USER", mariadb::DB_USER)
+            .env("DB_PASSWORD", mariadb::DB_PASSWORD)
+    }
+
     /// `burrow tunnel` instead of `burrow serve`.
     pub fn tunnel(self) -> Self {
         self.subcommand("tunnel")
@@ -190,19 +276,23 @@ impl BurrowBuilder {
     fn start_until(self, marker: &'static str) -> Burrow {
         let mut child = self.command().spawn().expect("spawning burrow");
         let log = Arc::new(Mutex::new(Vec::new()));
+        let admin = Arc::new(Mutex::new(None));
         let (tx, rx) = std::sync::mpsc::channel();
         for stream in [
             Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stdout.take().unwrap()),
         ] {
             let log = Arc::clone(&log);
+            let admin = Arc::clone(&admin);
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
+                    if let Some(rest) = line.split("admin API on http://").nth(1) {
+                        *admin.lock().unwrap() = address_at(rest).parse().ok();
+                    }
                     if let Some(rest) = line.split(marker).nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or("");
-                        let _ = tx.send(addr.to_string());
+                        let _ = tx.send(address_at(rest).to_string());
                     }
                     log.lock().unwrap().push(line);
                 }
@@ -219,7 +309,13 @@ impl BurrowBuilder {
                 );
             }
         };
-        Burrow { child, addr, log }
+        Burrow {
+            child,
+            addr,
+            admin,
+            log,
+            secrets: secrets_in(&self.env),
+        }
     }
 
     /// Runs a server that is expected to fail at start-up; returns its exit
@@ -231,6 +327,7 @@ impl BurrowBuilder {
     /// Runs a command that exits by itself (e.g. `migrate`); returns its
     /// exit code and everything it printed.
     pub fn run_to_exit(self) -> (i32, String) {
+        let secrets = secrets_in(&self.env);
         let mut child = self.command().spawn().expect("spawning burrow");
         let end = Instant::now() + START_TIMEOUT;
         loop {
@@ -248,6 +345,7 @@ impl BurrowBuilder {
                     .unwrap()
                     .read_to_string(&mut out)
                     .unwrap();
+                assert_no_secrets(&out, &secrets);
                 return (status.code().unwrap_or(-1), out);
             }
             if Instant::now() > end {
@@ -257,6 +355,15 @@ impl BurrowBuilder {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The `IP:PORT` at the start of `text` (a log line may go on with a
+/// space, or, in JSON, with a quote).
+fn address_at(text: &str) -> &str {
+    let end = text
+        .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
+        .unwrap_or(text.len());
+    &text[..end]
 }
 
 /// A parsed HTTP response.

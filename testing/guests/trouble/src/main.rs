@@ -8,6 +8,9 @@
 //! - `.../sleep?ms=N` → waits N ms on a host timer, then answers "slept";
 //! - `.../print` → writes one line to stdout and one to stderr, answers "printed";
 //! - `.../stream?chunks=N&ms=M` → N chunks M ms apart;
+//! - `.../hop` → answers "hop" having set hop-by-hop headers a server must
+//!   not pass on (`Connection`, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`);
+//! - `.../method` → answers the request's method;
 //! - `.../sandbox` → tries to read a host file, the environment, a socket and
 //!   outbound HTTP, and reports each result as JSON.
 
@@ -76,6 +79,15 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
             });
             Ok(Response::new(Body::from_try_stream(stream)))
         }
+        "hop" => Ok(Response::builder()
+            .header("connection", "keep-alive, x-secret")
+            .header("keep-alive", "timeout=600")
+            .header("transfer-encoding", "gzip")
+            .header("upgrade", "websocket")
+            .header("x-kept", "yes")
+            .body("hop".into())
+            .expect("a valid response")),
+        "method" => Ok(Response::new(req.method().as_str().to_string().into())),
         "sandbox" => {
             let file = match std::fs::read("/etc/hostname") {
                 Ok(bytes) => format!("read {} bytes", bytes.len()),
