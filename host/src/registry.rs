@@ -421,7 +421,7 @@ fn file_changed(route: &Route) -> bool {
 }
 
 /// `/api` matches `/api`, `/api/` and `/api/x`, never `/apix`.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix == "/" {
         return true;
     }

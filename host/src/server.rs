@@ -169,7 +169,7 @@ impl Server {
 
     async fn handle(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         local: Option<SocketAddr>,
     ) -> Response<ResponseBody> {
         let started = Instant::now();
@@ -232,15 +232,7 @@ impl Server {
             return log.finish(response, None);
         };
 
-        // wasi:http needs an authority; HTTP/1.0 clients may send no Host.
-        if !req.headers().contains_key(header::HOST)
-            && let Some(local) = local
-            && let Ok(value) = HeaderValue::from_str(&local.to_string())
-        {
-            req.headers_mut().insert(header::HOST, value);
-        }
-        let max_body = usize::try_from(route.config.max_body).unwrap_or(usize::MAX);
-        let req = req.map(|body| Limited::new(body, max_body).map_err(body_error));
+        let req = for_guest(req, local, route.config.max_body);
 
         version.record_request();
         let mut response = match self
@@ -317,7 +309,7 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Removes hop-by-hop headers, and a `Content-Length` that is not one
 /// plain number, from a guest's response, logging each.
-fn drop_hop_by_hop(headers: &mut http::HeaderMap, id: &str, route: &str) {
+pub fn drop_hop_by_hop(headers: &mut http::HeaderMap, id: &str, route: &str) {
     for name in HOP_BY_HOP {
         if headers.remove(name).is_some() {
             tracing::warn!(request_id = %id, route, "dropped the `{name}` header the guest set: the server frames responses itself");
@@ -360,6 +352,28 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
+/// A request as the guest gets it: with an authority (wasi:http needs one,
+/// and HTTP/1.0 clients may send no `Host`, so `local` fills in) and a body
+/// that fails once it passes `max_body` bytes.
+pub fn for_guest<B>(
+    mut req: Request<B>,
+    local: Option<SocketAddr>,
+    max_body: u64,
+) -> Request<impl Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    if !req.headers().contains_key(header::HOST)
+        && let Some(local) = local
+        && let Ok(value) = HeaderValue::from_str(&local.to_string())
+    {
+        req.headers_mut().insert(header::HOST, value);
+    }
+    let max_body = usize::try_from(max_body).unwrap_or(usize::MAX);
+    req.map(|body| Limited::new(body, max_body).map_err(body_error))
+}
+
 /// Maps a request-body error into the wasi:http error the guest sees.
 fn body_error(e: BoxError) -> wasmtime_wasi_http::Error {
     if e.is::<http_body_util::LengthLimitError>() {
@@ -371,7 +385,8 @@ fn body_error(e: BoxError) -> wasmtime_wasi_http::Error {
     }
 }
 
-fn content_length<B>(req: &Request<B>) -> Option<u64> {
+/// The request's (first) `Content-Length`, if it reads as a number.
+pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
         .get(header::CONTENT_LENGTH)?
         .to_str()
@@ -525,7 +540,7 @@ impl Drop for LoggedBody {
 
 /// Request ids: a client's `X-Request-Id` when it is sane, otherwise a
 /// fresh 16-hex-digit id unique within this process.
-struct RequestIds {
+pub struct RequestIds {
     /// Random per process, so ids from two replicas do not collide.
     seed: u64,
     /// Counts requests.
@@ -533,7 +548,8 @@ struct RequestIds {
 }
 
 impl RequestIds {
-    fn new() -> Self {
+    /// A source with a fresh per-process seed.
+    pub fn new() -> Self {
         use std::hash::{BuildHasher, RandomState};
         Self {
             seed: RandomState::new().hash_one(std::process::id()),
@@ -541,7 +557,8 @@ impl RequestIds {
         }
     }
 
-    fn for_request(&self, given: Option<&HeaderValue>) -> String {
+    /// The id of a request that sent `given` as its `X-Request-Id`.
+    pub fn for_request(&self, given: Option<&HeaderValue>) -> String {
         if let Some(given) = given.and_then(|v| v.to_str().ok())
             && !given.is_empty()
             && given.len() <= 64
@@ -554,6 +571,12 @@ impl RequestIds {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         // Multiplying by an odd constant is a bijection: ids never repeat.
         format!("{:016x}", self.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -29,13 +29,14 @@ use anyhow::{Context, Result, bail};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::sync::oneshot;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, Linker, Resource};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 pub use cache::{Source, sha256_hex};
 pub use state::GuestState;
@@ -319,15 +320,7 @@ impl Runtime {
             deadline,
         );
         let (sender, receiver) = oneshot::channel();
-        let (req, out) = {
-            let mut http = store.data_mut().http();
-            let req = http.new_incoming_request(Scheme::Http, request);
-            let out = http.new_response_outparam(sender);
-            match (req, out) {
-                (Ok(req), Ok(out)) => (req, out),
-                (Err(e), _) | (_, Err(e)) => return Err(GuestFailure::Trap(format!("{e:#}"))),
-            }
-        };
+        let (req, out) = incoming_request(&mut store, request, sender)?;
         let pre = component.pre.clone();
         let route = Arc::clone(&component.route);
         let id = Arc::clone(&request_id);
@@ -375,6 +368,37 @@ impl Runtime {
                 Err(join) => Err(GuestFailure::Trap(format!("host task failed: {join}"))),
             },
         }
+    }
+}
+
+/// Where the guest's response (or error) goes; `call` awaits the receiver.
+pub type ResponseSender = oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>;
+
+/// The two arguments of `wasi:http/incoming-handler.handle`, in the store.
+pub type HandleArgs = (
+    Resource<HostIncomingRequest>,
+    Resource<HostResponseOutparam>,
+);
+
+/// Puts `request` into `store` as the guest's `incoming-request`, with the
+/// `response-outparam` whose response arrives on `sender`. Fails, as a
+/// trap, when the request has no authority (no absolute URI and no usable
+/// `Host`).
+pub fn incoming_request<B>(
+    store: &mut Store<GuestState>,
+    request: hyper::Request<B>,
+    sender: ResponseSender,
+) -> Result<HandleArgs, GuestFailure>
+where
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let mut http = store.data_mut().http();
+    let req = http.new_incoming_request(Scheme::Http, request);
+    let out = http.new_response_outparam(sender);
+    match (req, out) {
+        (Ok(req), Ok(out)) => Ok((req, out)),
+        (Err(e), _) | (_, Err(e)) => Err(GuestFailure::Trap(format!("{e:#}"))),
     }
 }
 
