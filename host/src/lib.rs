@@ -23,11 +23,14 @@
 //! - [`tunnel`]: the SSH tunnel to the bastion (`ssh -N -L` in-process).
 //! - [`migrate`]: `burrow migrate`, versioned SQL files applied once.
 //! - [`check`]: `burrow check`, every start-up check as a checklist.
+//! - [`fuzzing`]: the bodies of the fuzz targets in `fuzz/`, shared with
+//!   the regression tests.
 
 pub mod admin;
 pub mod check;
 pub mod config;
 pub mod db;
+pub mod fuzzing;
 pub mod metrics;
 pub mod migrate;
 pub mod registry;
