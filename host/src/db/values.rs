@@ -166,8 +166,13 @@ pub fn from_mysql(value: My, column: &ColumnInfo) -> Result<Value, String> {
         C::Time => Value::Time(match value {
             My::Time(negative, days, h, m, s, us) => Time {
                 negative,
-                hours: u16::try_from(days * 24 + u32::from(h))
-                    .map_err(|_| "TIME out of range".to_string())?,
+                // `days` is a u32 off the wire: checked, so a server that
+                // sends nonsense gets an error, not a host panic.
+                hours: days
+                    .checked_mul(24)
+                    .and_then(|hours| hours.checked_add(u32::from(h)))
+                    .and_then(|hours| u16::try_from(hours).ok())
+                    .ok_or_else(|| format!("TIME of {days} days and {h} hours is out of range"))?,
                 minutes: m,
                 seconds: s,
                 microseconds: us,
@@ -525,6 +530,8 @@ mod tests {
             }
         }
         assert!(from_mysql(My::Int(-1), &col(ColumnType::Int, true)).is_err());
+        let huge = My::Time(false, u32::MAX, 23, 0, 0, 0);
+        assert!(from_mysql(huge, &col(ColumnType::Time, false)).is_err());
         assert!(from_mysql(My::Bytes(vec![0; 9]), &col(ColumnType::Bit, true)).is_err());
     }
 
