@@ -1,0 +1,4 @@
+#![no_main]
+//! Runs `burrow::fuzzing::http`; the properties it checks are documented there.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| burrow::fuzzing::http(data));
