@@ -58,6 +58,14 @@ impl DbState {
         }
     }
 
+    /// The pool and a connection for one statement (the request's own,
+    /// if it still has a clean one); hand the connection back to `keep`.
+    async fn checkout(&mut self) -> Result<(Arc<Db>, Guarded), Error> {
+        let db = self.db()?;
+        let conn = self.conn(&db).await?;
+        Ok((db, conn))
+    }
+
     /// Keeps `conn` for the next statement if it is still clean.
     fn keep(&mut self, conn: Guarded) {
         if conn.is_clean() {
@@ -88,12 +96,8 @@ impl sql::Host for DbState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<RowSet, Error>> {
-        let db = match self.db() {
-            Ok(db) => db,
-            Err(e) => return Ok(Err(e)),
-        };
-        let mut conn = match self.conn(&db).await {
-            Ok(c) => c,
+        let (db, mut conn) = match self.checkout().await {
+            Ok(checked_out) => checked_out,
             Err(e) => return Ok(Err(e)),
         };
         let result = db
@@ -108,12 +112,8 @@ impl sql::Host for DbState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<ExecResult, Error>> {
-        let db = match self.db() {
-            Ok(db) => db,
-            Err(e) => return Ok(Err(e)),
-        };
-        let mut conn = match self.conn(&db).await {
-            Ok(c) => c,
+        let (db, mut conn) = match self.checkout().await {
+            Ok(checked_out) => checked_out,
             Err(e) => return Ok(Err(e)),
         };
         let result = db
@@ -127,14 +127,10 @@ impl sql::Host for DbState {
         &mut self,
         isolation: Option<Isolation>,
     ) -> wasmtime::Result<Result<Resource<Transaction>, Error>> {
-        let db = match self.db() {
-            Ok(db) => db,
-            Err(e) => return Ok(Err(e)),
-        };
         // The request's own connection if it has one: a pool of one must
         // not deadlock on a transaction begun after a plain query.
-        let mut conn = match self.conn(&db).await {
-            Ok(c) => c,
+        let (db, mut conn) = match self.checkout().await {
+            Ok(checked_out) => checked_out,
             Err(e) => return Ok(Err(e)),
         };
         if let Some(level) = isolation {
