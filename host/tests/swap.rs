@@ -71,40 +71,53 @@ struct Seen {
     body: String,
 }
 
-/// Threads sending `GET /` in a loop until `stop` is set.
-fn load(
-    server: &Burrow,
-    threads: usize,
-    stop: &Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<Vec<Seen>>> {
-    (0..threads)
-        .map(|_| {
-            let addr = server.addr;
-            let stop = Arc::clone(stop);
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let sent = Instant::now();
-                    let r = request(addr, "GET", "/", &[], None);
-                    seen.push(Seen {
-                        sent,
-                        answered: Instant::now(),
-                        status: r.status,
-                        body: r.text(),
-                    });
-                }
-                seen
+/// Threads sending `GET /` in a loop until [`Load::finish`].
+struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<Vec<Seen>>>,
+}
+
+impl Load {
+    fn start(server: &Burrow, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..threads)
+            .map(|_| {
+                let addr = server.addr;
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let sent = Instant::now();
+                        let r = request(addr, "GET", "/", &[], None);
+                        seen.push(Seen {
+                            sent,
+                            answered: Instant::now(),
+                            status: r.status,
+                            body: r.text(),
+                        });
+                    }
+                    seen
+                })
             })
-        })
-        .collect()
+            .collect();
+        Load { stop, workers }
+    }
+
+    /// Stops the threads; every request they saw.
+    fn finish(self) -> Vec<Seen> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    }
 }
 
 #[test]
 fn a_hundred_swaps_under_load_fail_no_request_and_each_takes_effect_at_once() {
     let (_dir, _file, server) = server_with(|b| b.env("BURROW_WATCH", "false"));
     let versions = [v1(), v2()];
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers = load(&server, 4, &stop);
+    let load = Load::start(&server, 4);
 
     // (acknowledged at, next swap started at, version serving in between)
     let mut windows = Vec::new();
@@ -131,11 +144,7 @@ fn a_hundred_swaps_under_load_fail_no_request_and_each_takes_effect_at_once() {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(100));
-    stop.store(true, Ordering::Relaxed);
-    let seen: Vec<Seen> = workers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let seen = load.finish();
 
     assert!(
         seen.len() > 200,
@@ -256,8 +265,7 @@ fn bad_candidates_are_rejected_with_the_reason_and_the_old_version_keeps_serving
 #[test]
 fn a_file_written_in_place_in_three_chunks_is_never_loaded_half_written() {
     let (_dir, file, server) = server_with(|b| b);
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers = load(&server, 2, &stop);
+    let load = Load::start(&server, 2);
 
     let bytes = v2();
     let third = bytes.len() / 3;
@@ -288,11 +296,7 @@ fn a_file_written_in_place_in_three_chunks_is_never_loaded_half_written() {
         "{}",
         server.log()
     );
-    stop.store(true, Ordering::Relaxed);
-    let seen: Vec<Seen> = workers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let seen = load.finish();
     assert!(
         seen.iter()
             .all(|s| s.status == 200 && (s.body == "1" || s.body == "2"))
