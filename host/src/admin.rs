@@ -323,6 +323,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
         (Method::GET, ["_burrow", "metrics"]) => {
             let mut out = Exposition::new();
             state.metrics.render(&mut out);
+            crate::heap::render_metrics(&mut out);
             if let Some(t) = state.tunnel.get() {
                 t.render_metrics(&mut out);
             }
@@ -331,6 +332,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
             }
             if let Some(r) = state.registry.get() {
                 render_registry(r, &mut out);
+                r.runtime().render_metrics(&mut out);
             }
             let mut response = Response::new(Full::new(Bytes::from(out.finish())));
             response.headers_mut().insert(

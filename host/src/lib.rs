@@ -17,6 +17,7 @@
 //! - [`admin`]: the operator's listener: health, readiness, metrics,
 //!   routes, reload, upload, rollback.
 //! - [`metrics`]: request counters and the Prometheus text format.
+//! - [`heap`]: gives freed heap pages back to the kernel when RSS has grown.
 //! - [`runtime`]: wasmtime engine, linker, component cache, one sandboxed
 //!   call per request.
 //! - [`db`]: the `burrow:db/sql` import guests call.
@@ -31,6 +32,7 @@ pub mod check;
 pub mod config;
 pub mod db;
 pub mod fuzzing;
+pub mod heap;
 pub mod metrics;
 pub mod migrate;
 pub mod registry;

@@ -231,6 +231,11 @@ impl Registry {
         })
     }
 
+    /// The runtime that compiles and runs the routes' components.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     /// The table as it is now; hold the result for the whole request.
     pub fn table(&self) -> Arc<Table> {
         self.table.load_full()

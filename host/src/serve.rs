@@ -12,6 +12,7 @@ use wasmtime_wasi_config::WasiConfigVariables;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Overrides, ProcessEnv};
 use crate::db::Db;
+use crate::heap;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -81,6 +82,10 @@ pub async fn serve(config: Config, overrides: Overrides) -> Result<()> {
         .enabled
         .then(|| Watcher::start(Arc::clone(&registry), &config.watch));
     let _sighup = reload_on_sighup(Arc::clone(&registry), overrides);
+    let _trim = AbortOnDrop(heap::trim_periodically(
+        heap::CHECK_EVERY,
+        heap::TRIM_AFTER_GROWTH,
+    ));
 
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(

@@ -105,6 +105,15 @@ fn metrics_parse_as_prometheus_text_and_move_with_traffic() {
     let inf = r#"burrow_http_request_duration_seconds_bucket{route="trouble-guest",le="+Inf"}"#;
     assert_eq!(get(&after, inf), 6.0);
     assert_eq!(get(&after, "burrow_http_requests_in_flight"), 0.0);
+    // Served requests leave their memory slots warm for the next ones, and
+    // the process reports its own resident set.
+    assert!(
+        get(&after, "burrow_wasm_unused_warm_memories") >= 1.0,
+        "{after:#?}"
+    );
+    assert!(get(&after, "burrow_wasm_unused_memory_resident_bytes") > 0.0);
+    assert!(get(&after, "process_resident_memory_bytes") > f64::from(1 << 20));
+    assert!(after.contains_key("burrow_heap_trims_total"));
     assert_eq!(
         get(
             &after,

@@ -49,12 +49,15 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// requests, reset by memset rather than returned to the kernel.
 const MEMORY_KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 const TABLE_KEEP_RESIDENT: usize = 64 * 1024;
-/// Freed instance slots that keep their warm pages. wasmtime's default
-/// (100) prefers never-used slots until 100 warm ones pile up, so RSS
-/// creeps up towards 100 × [`MEMORY_KEEP_RESIDENT`] (bench/soak measured
-/// +6.5 MiB a minute with it, about +1 with 16); freed slots are reused by
-/// module affinity first either way.
-const MAX_WARM_SLOTS: u32 = 16;
+/// Freed slots the pool keeps warm before it prefers reusing one over
+/// touching a never-used slot. Every slot ever used keeps up to
+/// [`MEMORY_KEEP_RESIDENT`] resident, so any budget here becomes RSS that
+/// is never given back: wasmtime's default (100) cost +6.5 MiB a minute in
+/// bench/soak, 16 cost +1 MiB a minute (+14 % over 10 minutes). With 0 the
+/// pool reuses warm slots first (affine to the same component first), so
+/// the slots touched are just the most requests ever in flight at once;
+/// bench/run's hello ratio against `wasmtime serve` was unchanged.
+const MAX_WARM_SLOTS: u32 = 0;
 
 /// Limits for one call, taken from the route.
 #[derive(Debug, Clone, Copy)]
@@ -203,6 +206,29 @@ impl Runtime {
             db,
             _ticker: ticker,
         })
+    }
+
+    /// The instance pool's occupancy, in Prometheus text: what is live and
+    /// what freed slots keep resident for reuse.
+    pub fn render_metrics(&self, out: &mut crate::metrics::Exposition) {
+        let Some(pool) = self.engine.pooling_allocator_metrics() else {
+            return;
+        };
+        out.gauge(
+            "burrow_wasm_instances",
+            "Component instances alive now (requests being served or torn down).",
+            pool.component_instances() as f64,
+        );
+        out.gauge(
+            "burrow_wasm_unused_warm_memories",
+            "Freed linear-memory slots kept warm for reuse.",
+            f64::from(pool.unused_warm_memories()),
+        );
+        out.gauge(
+            "burrow_wasm_unused_memory_resident_bytes",
+            "Bytes freed linear-memory slots keep resident for reuse.",
+            pool.unused_memory_bytes_resident() as f64,
+        );
     }
 
     /// Reads, checks, compiles (or loads from the cache) and
