@@ -255,6 +255,35 @@ fn guests_see_no_files_environment_sockets_or_outbound_http() {
 }
 
 #[test]
+fn every_request_starts_from_the_components_own_memory() {
+    // Each request dirties a static and 3 MiB of heap; the next request,
+    // in a reused pool slot or not, must find neither, one after another
+    // and from several connections at once.
+    let server = Burrow::builder().route("/", &trouble()).start();
+    let fresh = "counter=7 stale=0";
+    for _ in 0..20 {
+        assert_eq!(server.get("/remember").text(), fresh);
+    }
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..10)
+                        .map(|_| server.get("/remember").text())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert_eq!(answers.len(), 40);
+    assert!(answers.iter().all(|a| a == fresh), "{answers:?}");
+}
+
+#[test]
 fn streamed_responses_arrive_whole() {
     let server = Burrow::builder().route("/", &trouble()).start();
     let r = server.get("/stream?chunks=5&ms=20");

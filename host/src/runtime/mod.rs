@@ -46,7 +46,9 @@ pub use state::GuestState;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Bytes of each linear memory (and of each table) kept resident between
-/// requests, reset by memset rather than returned to the kernel.
+/// requests, reset in place rather than returned to the kernel: only the
+/// pages a request dirtied where the kernel has PAGEMAP_SCAN (Linux 6.7+),
+/// otherwise the whole region by memset.
 const MEMORY_KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 const TABLE_KEEP_RESIDENT: usize = 64 * 1024;
 /// Freed slots the pool keeps warm before it prefers reusing one over
@@ -181,6 +183,11 @@ impl Runtime {
         // shootdown on every core plus page faults on the next request
         // (measured: most of the time of a hello request).
         pool.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT);
+        // Reset only the pages a request dirtied (Linux 6.7+) instead of
+        // memsetting the whole kept region after every request: bench/run
+        // measured hello at 119 µs of CPU a request instead of 148-191, and
+        // RSS after 64 concurrent connections at 43 MiB instead of 153-165.
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
         pool.table_keep_resident(TABLE_KEEP_RESIDENT);
         pool.max_unused_warm_slots(MAX_WARM_SLOTS);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

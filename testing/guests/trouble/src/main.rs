@@ -12,11 +12,19 @@
 //!   not pass on (`Connection`, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`);
 //! - `.../method` → answers the request's method;
 //! - `.../sandbox` → tries to read a host file, the environment, a socket and
-//!   outbound HTTP, and reports each result as JSON.
+//!   outbound HTTP, and reports each result as JSON;
+//! - `.../remember` → reports what an earlier request left behind (a static
+//!   counter's value and any non-zero byte in 3 MiB of freshly zeroed heap),
+//!   then leaves its own marks for the next one.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use wstd::http::{Body, Client, Error, Request, Response};
+
+/// Starts at 7 in the component's data segment; a request that sees
+/// anything else is running in memory a previous request changed.
+static COUNTER: AtomicU32 = AtomicU32::new(7);
 
 #[wstd::http_server]
 async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
@@ -88,6 +96,18 @@ async fn main(req: Request<Body>) -> Result<Response<Body>, Error> {
             .body("hop".into())
             .expect("a valid response")),
         "method" => Ok(Response::new(req.method().as_str().to_string().into())),
+        "remember" => {
+            let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
+            // Beyond the initial memory: grown pages, which the allocator
+            // trusts to be zero, past and within what the host keeps resident.
+            let mut heap = vec![0u8; 3 << 20];
+            let stale = heap.iter().filter(|b| **b != 0).count();
+            heap.fill(0xAB);
+            std::hint::black_box(&heap);
+            Ok(Response::new(
+                format!("counter={counter} stale={stale}").into(),
+            ))
+        }
         "sandbox" => {
             let file = match std::fs::read("/etc/hostname") {
                 Ok(bytes) => format!("read {} bytes", bytes.len()),
