@@ -38,12 +38,15 @@ fn sshd_path() -> PathBuf {
     panic!("sshd not found: install openssh-server (scripts/setup does)");
 }
 
-/// A free loopback port (bound then released; fine for tests).
 /// A port free now, below the kernel's ephemeral range so that no outgoing
 /// connection (the tests make thousands) takes it before its server binds
 /// it, and never the same one twice in this process.
 pub fn free_port() -> u16 {
+    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU32, Ordering};
+    // One random start per process, then each next port in turn: no port
+    // comes up twice until the whole span has been handed out.
+    static SEED: OnceLock<u32> = OnceLock::new();
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let low = 10_000;
     let high = ephemeral_low().min(65_536);
@@ -54,13 +57,16 @@ pub fn free_port() -> u16 {
             .unwrap()
             .port();
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let seed = std::process::id().wrapping_mul(7919) ^ nanos;
+    let seed = *SEED.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        std::process::id().wrapping_mul(7919) ^ nanos
+    });
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = low + seed.wrapping_add(n.wrapping_mul(101)) % (high - low);
+        let span = high - low;
+        let port = low + (seed % span + n % span) % span;
         let port = u16::try_from(port).expect("below 65536");
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
